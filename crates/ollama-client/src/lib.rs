@@ -1,0 +1,1 @@
+//! ollama-client (being written).

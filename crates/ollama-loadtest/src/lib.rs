@@ -1,0 +1,1 @@
+//! ollama-loadtest (being written).

@@ -1,0 +1,1 @@
+//! ollama-sim (being written).

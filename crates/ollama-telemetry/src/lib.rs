@@ -1,0 +1,1 @@
+//! ollama-telemetry (being written).
