@@ -1,0 +1,253 @@
+//! The background JSONL writer.
+//!
+//! The request path must never wait for a disk, so recording an event is a `try_send` into
+//! a bounded queue; when the queue is full the event is dropped and counted
+//! (`ollama_client_events_dropped_total`). One dedicated thread owns the sink and is the
+//! only writer, which is what keeps every line one whole JSON object however many requests
+//! run at once. The thread drains whatever is queued, then flushes its buffer to the sink,
+//! so lines reach the file in bursts rather than one write per event.
+
+use std::fs::{self, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use crate::catalog::{EVENT_WRITE_ERRORS_TOTAL, EVENTS_DROPPED_TOTAL};
+use crate::error::TelemetryError;
+use crate::event::RequestEvent;
+
+/// Default number of events the queue holds before new ones are dropped.
+pub const DEFAULT_EVENT_QUEUE_CAPACITY: usize = 16_384;
+
+/// Size of the writer's buffer in front of the sink.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// A handle to a background JSONL event writer. Cheap to clone; all clones share one queue
+/// and one writer thread. The writer flushes and stops when [`EventLog::shutdown`] is
+/// called or when the last clone is dropped (that drop waits for the flush).
+#[derive(Clone)]
+pub struct EventLog {
+    shared: Arc<Shared>,
+}
+
+/// Counters of an [`EventLog`] since it was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EventLogStats {
+    /// Events accepted into the queue.
+    pub queued: u64,
+    /// Events written to the sink (its buffer may still hold the last ones until a flush).
+    pub written: u64,
+    /// Events dropped because the queue was full or the writer had stopped.
+    pub dropped: u64,
+    /// Events the sink refused (an I/O error while writing them).
+    pub write_errors: u64,
+}
+
+enum Message {
+    Event(Box<RequestEvent>),
+    /// Write out everything queued before this message, then answer.
+    Flush(SyncSender<()>),
+    /// Write out everything queued before this message, then stop.
+    Shutdown,
+}
+
+#[derive(Default)]
+struct Counters {
+    queued: AtomicU64,
+    written: AtomicU64,
+    dropped: AtomicU64,
+    write_errors: AtomicU64,
+}
+
+struct Shared {
+    tx: SyncSender<Message>,
+    counters: Arc<Counters>,
+    /// `Some` until the writer has been stopped and joined.
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl EventLog {
+    /// Opens (appending) or creates the JSONL file at `path`, creating its folder, and
+    /// starts the writer with a queue of `capacity` events.
+    pub fn to_file(path: impl AsRef<Path>, capacity: usize) -> Result<Self, TelemetryError> {
+        let path = path.as_ref();
+        let open_error = |source| TelemetryError::OpenEventLog {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(open_error)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(open_error)?;
+        Self::to_writer(file, capacity)
+    }
+
+    /// Starts the writer on any sink (a file, a socket, a test's slow writer) with a queue
+    /// of `capacity` events.
+    pub fn to_writer<W: Write + Send + 'static>(
+        sink: W,
+        capacity: usize,
+    ) -> Result<Self, TelemetryError> {
+        if capacity == 0 {
+            return Err(TelemetryError::InvalidConfig(
+                "event queue capacity must be at least 1".to_owned(),
+            ));
+        }
+        let (tx, rx) = mpsc::sync_channel(capacity);
+        let counters = Arc::new(Counters::default());
+        let worker_counters = Arc::clone(&counters);
+        let worker = std::thread::Builder::new()
+            .name("ollama-telemetry-events".to_owned())
+            .spawn(move || run_writer(&rx, sink, &worker_counters))
+            .map_err(TelemetryError::SpawnWriter)?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                tx,
+                counters,
+                worker: Mutex::new(Some(worker)),
+            }),
+        })
+    }
+
+    /// Queues `event` without blocking. Returns `false` (and counts a drop) when the queue
+    /// is full or the writer has stopped.
+    pub fn record(&self, event: RequestEvent) -> bool {
+        match self.shared.tx.try_send(Message::Event(Box::new(event))) {
+            Ok(()) => {
+                self.shared.counters.queued.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(EVENTS_DROPPED_TOTAL).increment(1);
+                false
+            }
+        }
+    }
+
+    /// Blocks until every event queued before this call is written and the sink flushed.
+    /// From async code, call it where blocking is allowed (e.g. `spawn_blocking`).
+    pub fn flush(&self) -> Result<(), TelemetryError> {
+        let (ack_tx, ack_rx) = mpsc::sync_channel(1);
+        self.shared
+            .tx
+            .send(Message::Flush(ack_tx))
+            .map_err(|_| TelemetryError::EventLogClosed)?;
+        ack_rx.recv().map_err(|_| TelemetryError::EventLogClosed)
+    }
+
+    /// Writes out everything queued, flushes the sink and stops the writer; events recorded
+    /// afterwards are dropped and counted. Blocks until done. Calling it again does nothing.
+    pub fn shutdown(&self) {
+        self.shared.stop();
+    }
+
+    /// A snapshot of the writer's counters.
+    pub fn stats(&self) -> EventLogStats {
+        let c = &self.shared.counters;
+        EventLogStats {
+            queued: c.queued.load(Ordering::Relaxed),
+            written: c.written.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            write_errors: c.write_errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl std::fmt::Debug for EventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLog")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn stop(&self) {
+        let worker = self
+            .worker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(worker) = worker {
+            // A blocking send: the queue may be full, and the writer is draining it. If the
+            // writer is already gone the send fails, and there is nothing left to flush.
+            let _ = self.tx.send(Message::Shutdown);
+            // A panicking writer has nothing more to flush; its panic is not ours to spread.
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run_writer<W: Write>(rx: &Receiver<Message>, sink: W, counters: &Counters) {
+    let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, sink);
+    let mut line = Vec::with_capacity(1024);
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        // Drain what is queued before touching the sink, so a burst costs one flush.
+        while let Some(message) = next {
+            match message {
+                Message::Event(event) => write_event(&mut out, &mut line, &event, counters),
+                Message::Flush(ack) => {
+                    flush_sink(&mut out, counters);
+                    // The caller may have given up waiting; then nobody needs the answer.
+                    let _ = ack.send(());
+                }
+                Message::Shutdown => {
+                    flush_sink(&mut out, counters);
+                    return;
+                }
+            }
+            next = rx.try_recv().ok();
+        }
+        flush_sink(&mut out, counters);
+    }
+    // Every sender is gone (cannot happen while `Shared` lives, but be safe): flush and end.
+    flush_sink(&mut out, counters);
+}
+
+/// Serializes into `line` first, so the sink only ever receives whole lines.
+fn write_event<W: Write>(
+    out: &mut BufWriter<W>,
+    line: &mut Vec<u8>,
+    event: &RequestEvent,
+    counters: &Counters,
+) {
+    line.clear();
+    let written = serde_json::to_writer(&mut *line, event)
+        .map_err(std::io::Error::from)
+        .and_then(|()| {
+            line.push(b'\n');
+            out.write_all(line)
+        });
+    match written {
+        Ok(()) => {
+            counters.written.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(_) => count_write_error(counters),
+    }
+}
+
+fn flush_sink<W: Write>(out: &mut BufWriter<W>, counters: &Counters) {
+    if out.flush().is_err() {
+        count_write_error(counters);
+    }
+}
+
+fn count_write_error(counters: &Counters) {
+    counters.write_errors.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!(EVENT_WRITE_ERRORS_TOTAL).increment(1);
+}
