@@ -1,1 +1,36 @@
-//! ollama-loadtest (being written).
+//! A load generator for Ollama and OpenAI-compatible servers whose numbers are right.
+//!
+//! It runs closed-loop (a fixed set of workers) or open-loop (a seeded arrival schedule,
+//! latency measured from the intended send time so queueing is not hidden: coordinated
+//! omission), speaks Ollama's native endpoints and `/v1/chat/completions`, streamed or
+//! not, and aggregates per-request metrics (end-to-end, TTFT, inter-token gaps, TPOT,
+//! server timings, a queue-wait estimate) in HDR histograms whose memory does not grow
+//! with the number of requests. Results form a versioned [`Report`] that other tools read
+//! and merge. This crate is not a benchmark of the client or a traffic replayer.
+
+mod config;
+mod duration;
+mod prompts;
+mod recorder;
+mod report;
+mod schedule;
+mod slo;
+mod stats;
+mod threshold;
+
+pub use config::{
+    AbortLimits, ClientSettings, ConfigError, Endpoint, LoadTestConfig, Mode, ModelOptions,
+    PromptOrder, Stop, WeightedModel, Workload,
+};
+pub use prompts::{Prompts, PromptsError};
+pub use recorder::Progress;
+pub use report::{
+    Abort, AbortLimitsRecord, ConfigRecord, Environment, ErrorSample, Goodput, HostInfo,
+    LoadedModel, Metrics, ModelInfo, ModelStats, ModelWeightRecord, OpenLoop, OptionsRecord,
+    Report, ReportError, RequestSample, SCHEMA_VERSION, Samples, SecondBucket, SloRecord,
+    Summary, ToolInfo, WarmupSummary,
+};
+pub use schedule::Arrival;
+pub use slo::{Slo, SloParseError};
+pub use stats::{Distribution, EncodedHistogram, HISTOGRAM_ENCODING, HistogramError};
+pub use threshold::{Threshold, ThresholdOutcome, ThresholdParseError};

@@ -1,0 +1,684 @@
+//! Aggregation of completed requests into histograms, counters, a per-second series and
+//! reservoir samples. Memory depends on the number of metrics, models, seconds and the
+//! sample size, never on the number of requests.
+//!
+//! Times are measured from the request's *intended* send time (equal to the actual send
+//! in closed loop), so open-loop latencies include any delay the load generator or a
+//! saturated server imposed before the request could go out (coordinated omission).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng as _, SeedableRng as _};
+
+use crate::report::{
+    ErrorSample, Goodput, Metrics, ModelStats, RequestSample, Samples, SecondBucket, Summary,
+};
+use crate::slo::Slo;
+use crate::stats::{Distribution, EncodedHistogram, HistogramError, Track};
+
+/// A `load_duration` at least this long means the request waited on a model load.
+pub(crate) const COLD_LOAD_THRESHOLD: Duration = Duration::from_millis(100);
+
+/// Server-reported timings of one response (native endpoints).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ServerTimings {
+    pub(crate) total: Option<Duration>,
+    pub(crate) load: Option<Duration>,
+    pub(crate) prompt_eval: Option<Duration>,
+    pub(crate) eval: Option<Duration>,
+}
+
+/// What a successful request measured.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Success {
+    /// Response head received (streams only).
+    pub(crate) first_byte_at: Option<Instant>,
+    /// First chunk with generated text (thinking included).
+    pub(crate) first_token_at: Option<Instant>,
+    /// First chunk with answer text.
+    pub(crate) first_content_at: Option<Instant>,
+    /// Gaps between successive token-bearing chunks.
+    pub(crate) gaps: Vec<Duration>,
+    pub(crate) output_tokens: Option<u64>,
+    pub(crate) prompt_tokens: Option<u64>,
+    pub(crate) server: ServerTimings,
+    pub(crate) done_reason: Option<String>,
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    /// An `ollama_client::ErrorKind` label.
+    pub(crate) kind: String,
+    pub(crate) status: Option<u16>,
+    pub(crate) message: String,
+    /// A 503 "server busy" answer.
+    pub(crate) server_busy: bool,
+}
+
+/// One finished request of the timed window.
+#[derive(Debug)]
+pub(crate) struct Completed {
+    pub(crate) index: u64,
+    pub(crate) model: usize,
+    pub(crate) intended: Instant,
+    pub(crate) sent: Instant,
+    pub(crate) finished: Instant,
+    pub(crate) outcome: Result<Success, Failure>,
+}
+
+/// Identity and timing of a completed request, kept after its outcome is taken apart.
+#[derive(Clone, Copy)]
+struct When {
+    index: u64,
+    model: usize,
+    intended: Instant,
+    finished: Instant,
+}
+
+/// Indices of the per-request tracks; `NAMES[i]` is the histogram key of track `i`.
+#[derive(Clone, Copy)]
+enum M {
+    E2e,
+    E2eUncorrected,
+    Ttfb,
+    Ttft,
+    Ttfc,
+    Itl,
+    Tpot,
+    OutputTokens,
+    PromptTokens,
+    Tps,
+    Load,
+    PromptEval,
+    Eval,
+    ServerTotal,
+    QueueWait,
+    ServerWait,
+    ScheduleLag,
+}
+const NAMES: [&str; 17] = [
+    "e2e",
+    "e2e_uncorrected",
+    "ttfb",
+    "ttft",
+    "ttfc",
+    "itl",
+    "tpot",
+    "output_tokens",
+    "prompt_tokens",
+    "tokens_per_second",
+    "load",
+    "prompt_eval",
+    "eval",
+    "server_total",
+    "queue_wait",
+    "server_wait",
+    "schedule_lag",
+];
+
+#[derive(Debug, Default, Clone)]
+struct SecondAgg {
+    requests: u64,
+    errors: u64,
+    latency_sum_us: u64,
+    latency_max_us: u64,
+    output_tokens: u64,
+}
+
+#[derive(Debug, Clone)]
+struct ModelAgg {
+    successes: u64,
+    failures: u64,
+    e2e: Track,
+    ttft: Track,
+    tps: Track,
+    output_tokens: u64,
+    cold_loads: u64,
+}
+
+impl ModelAgg {
+    fn new() -> Self {
+        Self {
+            successes: 0,
+            failures: 0,
+            e2e: Track::micros(),
+            ttft: Track::micros(),
+            tps: tps_track(),
+            output_tokens: 0,
+            cold_loads: 0,
+        }
+    }
+}
+
+fn tps_track() -> Track {
+    // Tokens per second are recorded in thousandths to keep three decimals.
+    Track::new("milli_tokens_per_second", 0.001)
+}
+
+/// Algorithm R: a uniform sample of fixed size over a stream of unknown length.
+#[derive(Debug)]
+struct Reservoir<T> {
+    items: Vec<T>,
+    seen: u64,
+    capacity: usize,
+}
+
+impl<T> Reservoir<T> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            items: Vec::with_capacity(capacity.min(1024)),
+            seen: 0,
+            capacity,
+        }
+    }
+
+    fn offer(&mut self, rng: &mut SmallRng, make: impl FnOnce() -> T) {
+        self.seen += 1;
+        if self.items.len() < self.capacity {
+            self.items.push(make());
+        } else if self.capacity > 0 {
+            let j = rng.random_range(0..self.seen);
+            if let Some(slot) = self.items.get_mut(j as usize) {
+                *slot = make();
+            }
+        }
+    }
+}
+
+/// A live view for progress displays.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Progress {
+    /// Requests completed in the timed window.
+    pub completed: u64,
+    /// Of which failed.
+    pub failures: u64,
+    /// Median end-to-end latency so far, ms.
+    pub p50_ms: Option<f64>,
+    /// 99th percentile so far, ms.
+    pub p99_ms: Option<f64>,
+    /// Seconds since the timed window started (0 during warm-up).
+    pub elapsed_seconds: f64,
+    /// Requests currently in flight.
+    pub in_flight: u64,
+    /// True while warming up.
+    pub warming_up: bool,
+}
+
+/// The aggregate of one run's timed window.
+#[derive(Debug)]
+pub(crate) struct Recorder {
+    start: Instant,
+    open_loop: bool,
+    tracks: Vec<Track>,
+    successes: u64,
+    failures: u64,
+    server_busy: u64,
+    errors: BTreeMap<String, u64>,
+    statuses: BTreeMap<String, u64>,
+    output_tokens: u64,
+    prompt_tokens: u64,
+    cold_loads: u64,
+    good: u64,
+    slo: Option<Slo>,
+    models: Vec<ModelAgg>,
+    seconds: Vec<SecondAgg>,
+    last_finish: Option<Instant>,
+    rng: SmallRng,
+    ok_samples: Reservoir<RequestSample>,
+    err_samples: Reservoir<ErrorSample>,
+}
+
+/// Everything the report takes from the recorder.
+pub(crate) struct Aggregates {
+    pub(crate) summary: Summary,
+    pub(crate) metrics: Metrics,
+    pub(crate) schedule_lag: Option<Distribution>,
+    pub(crate) goodput: Option<Goodput>,
+    pub(crate) models: Vec<ModelStats>,
+    pub(crate) time_series: Vec<SecondBucket>,
+    pub(crate) samples: Samples,
+    pub(crate) histograms: BTreeMap<String, EncodedHistogram>,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+impl Recorder {
+    pub(crate) fn new(
+        start: Instant,
+        open_loop: bool,
+        model_count: usize,
+        sample_count: usize,
+        slo: Option<Slo>,
+        seed: u64,
+    ) -> Self {
+        let tracks = NAMES
+            .iter()
+            .map(|&n| match n {
+                "output_tokens" | "prompt_tokens" => Track::new("tokens", 1.0),
+                "tokens_per_second" => tps_track(),
+                _ => Track::micros(),
+            })
+            .collect();
+        Self {
+            start,
+            open_loop,
+            tracks,
+            successes: 0,
+            failures: 0,
+            server_busy: 0,
+            errors: BTreeMap::new(),
+            statuses: BTreeMap::new(),
+            output_tokens: 0,
+            prompt_tokens: 0,
+            cold_loads: 0,
+            good: 0,
+            slo,
+            models: vec![ModelAgg::new(); model_count],
+            seconds: Vec::new(),
+            last_finish: None,
+            rng: SmallRng::seed_from_u64(seed),
+            ok_samples: Reservoir::new(sample_count),
+            err_samples: Reservoir::new(sample_count),
+        }
+    }
+
+    fn track(&mut self, m: M) -> &mut Track {
+        &mut self.tracks[m as usize]
+    }
+
+    pub(crate) fn completed(&self) -> u64 {
+        self.successes + self.failures
+    }
+
+    pub(crate) fn failures(&self) -> u64 {
+        self.failures
+    }
+
+    pub(crate) fn server_busy(&self) -> u64 {
+        self.server_busy
+    }
+
+    /// Records how late the dispatcher sent a request.
+    pub(crate) fn record_lag(&mut self, lag: Duration) {
+        self.track(M::ScheduleLag).record_duration(lag);
+    }
+
+    pub(crate) fn progress(&self) -> Progress {
+        let e2e = &self.tracks[M::E2e as usize];
+        Progress {
+            completed: self.completed(),
+            failures: self.failures,
+            p50_ms: e2e.quantile(0.5),
+            p99_ms: e2e.quantile(0.99),
+            elapsed_seconds: self.start.elapsed().as_secs_f64(),
+            in_flight: 0,
+            warming_up: false,
+        }
+    }
+
+    fn second(&mut self, at: Instant) -> &mut SecondAgg {
+        let s = at.saturating_duration_since(self.start).as_secs() as usize;
+        if self.seconds.len() <= s {
+            self.seconds.resize(s + 1, SecondAgg::default());
+        }
+        &mut self.seconds[s]
+    }
+
+    pub(crate) fn record(&mut self, c: Completed, model_name: &str) {
+        self.last_finish = Some(self.last_finish.map_or(c.finished, |f| f.max(c.finished)));
+        let e2e = c.finished.saturating_duration_since(c.intended);
+        let uncorrected = c.finished.saturating_duration_since(c.sent);
+        let start_ms = ms(c.intended.saturating_duration_since(self.start));
+        let index = c.index;
+        let at = When { index, model: c.model, intended: c.intended, finished: c.finished };
+        match c.outcome {
+            Err(f) => {
+                self.failures += 1;
+                if f.server_busy {
+                    self.server_busy += 1;
+                }
+                *self.errors.entry(f.kind.clone()).or_default() += 1;
+                if let Some(s) = f.status {
+                    *self.statuses.entry(s.to_string()).or_default() += 1;
+                }
+                if let Some(m) = self.models.get_mut(c.model) {
+                    m.failures += 1;
+                }
+                let bucket = self.second(c.finished);
+                bucket.requests += 1;
+                bucket.errors += 1;
+                let model = model_name.to_owned();
+                self.err_samples.offer(&mut self.rng, || ErrorSample {
+                    index,
+                    model,
+                    start_ms,
+                    latency_ms: ms(e2e),
+                    kind: f.kind,
+                    http_status: f.status,
+                    message: f.message,
+                });
+            }
+            Ok(s) => self.record_success(at, e2e, uncorrected, start_ms, s, model_name),
+        }
+    }
+
+    fn record_success(
+        &mut self,
+        c: When,
+        e2e: Duration,
+        uncorrected: Duration,
+        start_ms: f64,
+        s: Success,
+        model_name: &str,
+    ) {
+        self.successes += 1;
+        let since = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(c.intended));
+        let ttfb = since(s.first_byte_at);
+        let ttft = since(s.first_token_at);
+        let ttfc = since(s.first_content_at);
+        let out = s.output_tokens;
+        // Decode time: from the first token to the end (streams), else the whole request.
+        let decode = s
+            .first_token_at
+            .map_or(uncorrected, |t| c.finished.saturating_duration_since(t));
+        let tpot = match (s.first_token_at, out) {
+            (Some(_), Some(n)) if n > 1 => Some(decode / u32::try_from(n - 1).unwrap_or(u32::MAX)),
+            _ => None,
+        };
+        let tps = match (out, s.server.eval) {
+            (Some(n), Some(eval)) if !eval.is_zero() => Some(n as f64 / eval.as_secs_f64()),
+            (Some(n), None) if n > 0 && !decode.is_zero() => {
+                // OpenAI endpoints report no eval time: count tokens after the first over
+                // the decode time when streamed, all of them over the request otherwise.
+                let counted = if s.first_token_at.is_some() { n.saturating_sub(1) } else { n };
+                (counted > 0).then(|| counted as f64 / decode.as_secs_f64())
+            }
+            _ => None,
+        };
+        let t = &s.server;
+        let queue_wait = t.total.map(|total| uncorrected.saturating_sub(total));
+        let server_wait = t.total.map(|total| {
+            total
+                .saturating_sub(t.load.unwrap_or_default())
+                .saturating_sub(t.prompt_eval.unwrap_or_default())
+                .saturating_sub(t.eval.unwrap_or_default())
+        });
+        let cold = t.load.is_some_and(|l| l >= COLD_LOAD_THRESHOLD);
+
+        self.track(M::E2e).record_duration(e2e);
+        if self.open_loop {
+            self.track(M::E2eUncorrected).record_duration(uncorrected);
+        }
+        for (m, v) in [
+            (M::Ttfb, ttfb),
+            (M::Ttft, ttft),
+            (M::Ttfc, ttfc),
+            (M::Tpot, tpot),
+            (M::Load, t.load),
+            (M::PromptEval, t.prompt_eval),
+            (M::Eval, t.eval),
+            (M::ServerTotal, t.total),
+            (M::QueueWait, queue_wait),
+            (M::ServerWait, server_wait),
+        ] {
+            if let Some(v) = v {
+                self.track(m).record_duration(v);
+            }
+        }
+        for gap in &s.gaps {
+            self.track(M::Itl).record_duration(*gap);
+        }
+        if let Some(n) = out {
+            self.track(M::OutputTokens).record(n);
+            self.output_tokens += n;
+        }
+        if let Some(n) = s.prompt_tokens {
+            self.track(M::PromptTokens).record(n);
+            self.prompt_tokens += n;
+        }
+        if let Some(v) = tps {
+            self.track(M::Tps).record((v * 1000.0).round() as u64);
+        }
+        if cold {
+            self.cold_loads += 1;
+        }
+        if self.slo.is_some_and(|slo| slo.is_met(e2e, ttft, tpot)) {
+            self.good += 1;
+        }
+        if let Some(m) = self.models.get_mut(c.model) {
+            m.successes += 1;
+            m.e2e.record_duration(e2e);
+            if let Some(v) = ttft {
+                m.ttft.record_duration(v);
+            }
+            if let Some(v) = tps {
+                m.tps.record((v * 1000.0).round() as u64);
+            }
+            m.output_tokens += out.unwrap_or(0);
+            m.cold_loads += u64::from(cold);
+        }
+        let e2e_us = u64::try_from(e2e.as_micros()).unwrap_or(u64::MAX);
+        let bucket = self.second(c.finished);
+        bucket.requests += 1;
+        bucket.latency_sum_us = bucket.latency_sum_us.saturating_add(e2e_us);
+        bucket.latency_max_us = bucket.latency_max_us.max(e2e_us);
+        bucket.output_tokens += out.unwrap_or(0);
+        let index = c.index;
+        let model = model_name.to_owned();
+        self.ok_samples.offer(&mut self.rng, || RequestSample {
+            index,
+            model,
+            start_ms,
+            e2e_ms: ms(e2e),
+            e2e_uncorrected_ms: ms(uncorrected),
+            ttft_ms: ttft.map(ms),
+            output_tokens: out,
+            tokens_per_second: tps,
+            load_ms: t.load.map(ms),
+            server_total_ms: t.total.map(ms),
+            queue_wait_ms: queue_wait.map(ms),
+            done_reason: s.done_reason,
+        });
+    }
+
+    /// Length of the timed window: from its start to the last completion (or `until`, if
+    /// later, for runs that end with requests abandoned).
+    pub(crate) fn window(&self, until: Instant) -> Duration {
+        let end = self.last_finish.map_or(until, |f| f.max(until));
+        end.saturating_duration_since(self.start)
+    }
+
+    pub(crate) fn finish(self, window: Duration) -> Result<Aggregates, HistogramError> {
+        let secs = window.as_secs_f64();
+        let per_sec = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+        let total = self.completed();
+        let dist = |m: M| self.tracks[m as usize].distribution();
+        let summary = Summary {
+            total_requests: total,
+            successes: self.successes,
+            failures: self.failures,
+            success_rate: if total > 0 { self.successes as f64 * 100.0 / total as f64 } else { 0.0 },
+            test_duration_seconds: secs,
+            requests_per_second: per_sec(total),
+            latency_ms: dist(M::E2e).unwrap_or_default(),
+            errors: self.errors.clone(),
+            latency_uncorrected_ms: dist(M::E2eUncorrected),
+            http_statuses: self.statuses.clone(),
+            output_tokens_total: self.output_tokens,
+            prompt_tokens_total: self.prompt_tokens,
+            output_tokens_per_second: per_sec(self.output_tokens),
+            cold_loads: self.cold_loads,
+            ..Summary::default()
+        };
+        let metrics = Metrics {
+            e2e_ms: dist(M::E2e),
+            e2e_uncorrected_ms: dist(M::E2eUncorrected),
+            ttfb_ms: dist(M::Ttfb),
+            ttft_ms: dist(M::Ttft),
+            ttfc_ms: dist(M::Ttfc),
+            itl_ms: dist(M::Itl),
+            tpot_ms: dist(M::Tpot),
+            output_tokens: dist(M::OutputTokens),
+            prompt_tokens: dist(M::PromptTokens),
+            tokens_per_second: dist(M::Tps),
+            load_ms: dist(M::Load),
+            prompt_eval_ms: dist(M::PromptEval),
+            eval_ms: dist(M::Eval),
+            server_total_ms: dist(M::ServerTotal),
+            queue_wait_ms: dist(M::QueueWait),
+            server_wait_ms: dist(M::ServerWait),
+        };
+        let goodput = self.slo.map(|slo| Goodput {
+            slo: slo.record(),
+            good_requests: self.good,
+            good_percent: if total > 0 { self.good as f64 * 100.0 / total as f64 } else { 0.0 },
+            goodput_rps: per_sec(self.good),
+        });
+        let models = self
+            .models
+            .iter()
+            .map(|m| ModelStats {
+                requests: m.successes + m.failures,
+                successes: m.successes,
+                failures: m.failures,
+                latency_ms: m.e2e.distribution(),
+                ttft_ms: m.ttft.distribution(),
+                tokens_per_second: m.tps.distribution(),
+                output_tokens_total: m.output_tokens,
+                cold_loads: m.cold_loads,
+            })
+            .collect();
+        let time_series = self
+            .seconds
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let ok = s.requests - s.errors;
+                SecondBucket {
+                    second: i as u64,
+                    requests: s.requests,
+                    errors: s.errors,
+                    latency_avg_ms: if ok > 0 { s.latency_sum_us as f64 / ok as f64 / 1e3 } else { 0.0 },
+                    latency_max_ms: s.latency_max_us as f64 / 1e3,
+                    output_tokens: s.output_tokens,
+                }
+            })
+            .collect();
+        let mut histograms = BTreeMap::new();
+        for (track, name) in self.tracks.iter().zip(NAMES) {
+            if track.len() > 0 {
+                histograms.insert(name.to_owned(), track.encode()?);
+            }
+        }
+        Ok(Aggregates {
+            summary,
+            metrics,
+            schedule_lag: dist(M::ScheduleLag),
+            goodput,
+            models,
+            time_series,
+            samples: Samples {
+                requests: self.ok_samples.items,
+                errors: self.err_samples.items,
+            },
+            histograms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn done(r: &Recorder, i: u64, e2e_ms: u64, outcome: Result<Success, Failure>) -> Completed {
+        let intended = r.start + Duration::from_millis(i);
+        Completed {
+            index: i,
+            model: 0,
+            intended,
+            sent: intended,
+            finished: intended + Duration::from_millis(e2e_ms),
+            outcome,
+        }
+    }
+
+    #[test]
+    fn failures_stay_out_of_latency_and_samples_are_bounded() {
+        let mut r = Recorder::new(Instant::now(), false, 1, 10, None, 1);
+        for i in 0..1000 {
+            let c = if i % 10 == 0 {
+                done(&r, i, 5000, Err(Failure { kind: "server_busy".into(), status: Some(503), message: "busy".into(), server_busy: true }))
+            } else {
+                done(&r, i, 100, Ok(Success { output_tokens: Some(10), ..Success::default() }))
+            };
+            r.record(c, "m");
+        }
+        assert_eq!(r.server_busy(), 100);
+        let a = r.finish(Duration::from_secs(2)).unwrap();
+        assert_eq!(a.summary.total_requests, 1000);
+        assert_eq!(a.summary.failures, 100);
+        assert!((a.summary.success_rate - 90.0).abs() < 1e-9);
+        assert!((a.summary.latency_ms.max - 100.0).abs() < 1e-9);
+        assert_eq!(a.summary.errors["server_busy"], 100);
+        assert_eq!(a.summary.http_statuses["503"], 100);
+        assert_eq!(a.samples.requests.len(), 10);
+        assert_eq!(a.samples.errors.len(), 10);
+        assert_eq!(a.summary.output_tokens_total, 9000);
+        assert!((a.summary.requests_per_second - 500.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn streaming_metrics_derive_from_chunk_times() {
+        let start = Instant::now();
+        let mut r = Recorder::new(start, true, 1, 5, Some("ttft=150ms".parse().unwrap()), 1);
+        let intended = start;
+        let sent = start + Duration::from_millis(50);
+        let first = start + Duration::from_millis(200);
+        let finished = start + Duration::from_millis(1100);
+        r.record(
+            Completed {
+                index: 0,
+                model: 0,
+                intended,
+                sent,
+                finished,
+                outcome: Ok(Success {
+                    first_byte_at: Some(first),
+                    first_token_at: Some(first),
+                    first_content_at: Some(first),
+                    gaps: vec![Duration::from_millis(100); 9],
+                    output_tokens: Some(10),
+                    prompt_tokens: Some(5),
+                    server: ServerTimings {
+                        total: Some(Duration::from_millis(1000)),
+                        load: Some(Duration::from_millis(10)),
+                        prompt_eval: Some(Duration::from_millis(40)),
+                        eval: Some(Duration::from_millis(900)),
+                    },
+                    done_reason: Some("stop".into()),
+                }),
+            },
+            "m",
+        );
+        let a = r.finish(Duration::from_secs(2)).unwrap();
+        let m = &a.metrics;
+        let close = |d: &Option<Distribution>, v: f64| (d.as_ref().unwrap().p50 - v).abs() < 0.01;
+        assert!(close(&m.e2e_ms, 1100.0));
+        assert!(close(&m.e2e_uncorrected_ms, 1050.0));
+        assert!(close(&m.ttft_ms, 200.0));
+        assert!(close(&m.tpot_ms, 100.0));
+        assert!(close(&m.itl_ms, 100.0));
+        assert!((m.tokens_per_second.as_ref().unwrap().p50 - 11.111).abs() < 0.01);
+        assert!(close(&m.queue_wait_ms, 50.0));
+        assert!(close(&m.server_wait_ms, 50.0));
+        assert_eq!(a.goodput.unwrap().good_requests, 0);
+        assert_eq!(a.summary.cold_loads, 0);
+        assert!(a.histograms.contains_key("e2e_uncorrected"));
+    }
+}
