@@ -1,5 +1,79 @@
-//! `cargo xtask`: the project's developer chores (being written).
+//! `cargo xtask`: the project's developer chores, behind the `cargo xtask` alias in
+//! `.cargo/config.toml` (the rust-analyzer pattern: plain Rust instead of shell scripts).
+//!
+//! It depends on no crate of the workspace, only on a few small libraries, so it builds
+//! in seconds and keeps working while the toolkit's crates are being changed: the tasks
+//! call cargo and the built binaries instead.
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("cargo xtask: no task yet")
+mod alerts;
+mod ci;
+mod cmd;
+mod contract;
+mod dashboards;
+mod http;
+mod loadtest;
+mod prom;
+mod prom_e2e;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <task> [args]
+
+tasks:
+  loadtest [ARGS]   build ollama-loadtest (release) and run it with ARGS; adds --sim when no
+                    target is configured (no --base-url, no OLLAMA_HOST)
+  ci                everything CI runs: fmt --check, clippy -D warnings, cargo test,
+                    alerts, dashboards
+  alerts            promtool check rules + promtool test rules on docs/alerts/
+  dashboards [--prometheus URL]
+                    every PromQL expression in docs/dashboards/ uses contract metrics and
+                    parses (promtool); with --prometheus, also run each one there
+  prom-e2e          real Prometheus + node-exporter on loopback ports: scrape, query, rules
+";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<ExitCode> {
+    let mut args = std::env::args_os().skip(1);
+    let Some(task) = args.next() else {
+        eprint!("{USAGE}");
+        return Ok(ExitCode::FAILURE);
+    };
+    let rest: Vec<OsString> = args.collect();
+    let no_args = |task: &str| -> Result<()> {
+        if rest.is_empty() {
+            Ok(())
+        } else {
+            bail!("`{task}` takes no arguments, got {rest:?}")
+        }
+    };
+    match task.to_string_lossy().as_ref() {
+        "loadtest" => {
+            let status = loadtest::run(&rest)?;
+            // Pass the load tester's exit code through: its thresholds decide it.
+            return Ok(status
+                .code()
+                .and_then(|code| u8::try_from(code).ok())
+                .map_or(ExitCode::FAILURE, ExitCode::from));
+        }
+        "ci" => no_args("ci").and_then(|()| ci::run())?,
+        "alerts" => no_args("alerts").and_then(|()| alerts::run())?,
+        "dashboards" => dashboards::run_cli(&rest)?,
+        "prom-e2e" => no_args("prom-e2e").and_then(|()| prom_e2e::run())?,
+        "help" | "--help" | "-h" => eprint!("{USAGE}"),
+        other => bail!("unknown task `{other}`\n{USAGE}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
