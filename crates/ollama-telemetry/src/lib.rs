@@ -13,13 +13,17 @@
 //! own) metrics calls are no-ops and only events are written.
 
 pub mod catalog;
+mod client;
 mod config;
 mod error;
 mod event;
 mod event_log;
 mod exporter;
 mod labels;
+mod record;
+mod stream;
 
+pub use client::InstrumentedClient;
 pub use config::{
     DEFAULT_EVENT_LOG_PATH, DEFAULT_MAX_MODEL_LABELS, DEFAULT_WARM_START_THRESHOLD, EventsConfig,
     TelemetryConfig,
@@ -29,3 +33,4 @@ pub use event::{Outcome, RequestEvent};
 pub use event_log::{DEFAULT_EVENT_QUEUE_CAPACITY, EventLog, EventLogStats};
 pub use exporter::{DEFAULT_EXPORTER_ADDR, ExporterHandle, install_exporter};
 pub use labels::OVERFLOW_MODEL_LABEL;
+pub use stream::InstrumentedStream;
