@@ -14,6 +14,7 @@ mod http;
 mod loadtest;
 mod prom;
 mod prom_e2e;
+mod rollout;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -32,6 +33,10 @@ tasks:
   dashboards [--prometheus URL]
                     every PromQL expression in docs/dashboards/ uses contract metrics and
                     parses (promtool); with --prometheus, also run each one there
+  rollout --plan PLAN.toml [--dry-run]
+                    staged rollout: preflight, baseline, candidate, compare, resources,
+                    then each stage with a smoke load and a watch; stops at the first
+                    failed gate, runs the revert hook, writes a Markdown + HTML report
   prom-e2e          real Prometheus + node-exporter on loopback ports: scrape, query, rules
 ";
 
@@ -71,6 +76,7 @@ fn run() -> Result<ExitCode> {
         "ci" => no_args("ci").and_then(|()| ci::run())?,
         "alerts" => no_args("alerts").and_then(|()| alerts::run())?,
         "dashboards" => dashboards::run_cli(&rest)?,
+        "rollout" => return rollout::run_cli(&rest),
         "prom-e2e" => no_args("prom-e2e").and_then(|()| prom_e2e::run())?,
         "help" | "--help" | "-h" => eprint!("{USAGE}"),
         other => bail!("unknown task `{other}`\n{USAGE}"),

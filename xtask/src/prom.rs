@@ -44,10 +44,22 @@ impl Api {
         }
     }
 
+    /// Runs an instant query evaluated at `time` (unix seconds).
+    pub(crate) fn query_at(&self, expr: &str, time: f64) -> Result<Vec<Value>> {
+        self.query_path(expr, &format!("&time={time:.3}"))
+    }
+
     /// Runs an instant query and returns the result vector (one JSON object per series;
     /// a scalar result becomes one element).
     pub(crate) fn query(&self, expr: &str) -> Result<Vec<Value>> {
-        let path = format!("/api/v1/query?query={}", http::encode_query_value(expr));
+        self.query_path(expr, "")
+    }
+
+    fn query_path(&self, expr: &str, extra: &str) -> Result<Vec<Value>> {
+        let path = format!(
+            "/api/v1/query?query={}{extra}",
+            http::encode_query_value(expr)
+        );
         let data = self
             .get_data(&path)
             .with_context(|| format!("query `{expr}`"))?;
