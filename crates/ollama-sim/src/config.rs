@@ -209,9 +209,12 @@ impl ModelSpec {
             };
             table.insert(key.to_owned(), value);
         }
-        let file: FileModel = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| SimError::Config(format!("model {spec:?}: {}", e.message())))?;
+        let file: FileModel =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    SimError::Config(format!("model {spec:?}: {}", e.message()))
+                })?;
         let model = file.into_spec();
         model.validate()?;
         Ok(model)

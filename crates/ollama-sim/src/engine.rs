@@ -95,9 +95,7 @@ impl StreamFault {
             FaultKind::Malformed { after } => StreamFault::Malformed(*after),
             FaultKind::ErrorLine { after, message } => StreamFault::Error(
                 *after,
-                message
-                    .clone()
-                    .unwrap_or_else(|| RUNNER_ERROR.to_owned()),
+                message.clone().unwrap_or_else(|| RUNNER_ERROR.to_owned()),
             ),
             _ => return None,
         })
@@ -178,7 +176,12 @@ impl Job {
         }
     }
 
-    async fn produce<F: Format>(self, mut format: F, mut fault: Option<StreamFault>, tx: mpsc::Sender<Piece>) {
+    async fn produce<F: Format>(
+        self,
+        mut format: F,
+        mut fault: Option<StreamFault>,
+        tx: mpsc::Sender<Piece>,
+    ) {
         let spec = self.model.spec.clone();
         let shared = self.shared.clone();
         let t0 = Instant::now();
@@ -195,7 +198,11 @@ impl Job {
             if !apply_fault(&shared, &mut fault, &mut format, &tx, sent, false).await {
                 return;
             }
-            if tx.send(Piece::Data(format.token(self.plan.token(i)))).await.is_err() {
+            if tx
+                .send(Piece::Data(format.token(self.plan.token(i))))
+                .await
+                .is_err()
+            {
                 return;
             }
             sent += 1;

@@ -348,8 +348,8 @@ mod tests {
 
     #[test]
     fn parses_the_documented_grammar() {
-        let rule = FaultRule::parse("kind=reset,after=3,rate=0.25,endpoint=/api/generate")
-            .expect("valid");
+        let rule =
+            FaultRule::parse("kind=reset,after=3,rate=0.25,endpoint=/api/generate").expect("valid");
         assert_eq!(rule.kind, FaultKind::Reset { after: 3 });
         assert_eq!(rule.trigger, Trigger::Rate(0.25));
         assert_eq!(rule.endpoint.as_deref(), Some("/api/generate"));
@@ -415,9 +415,13 @@ mod tests {
         let fired = first.iter().filter(|f| **f).count();
         assert!((60..140).contains(&fired), "rate 0.5 fired {fired}/200");
 
-        let engine = FaultEngine::new(FaultPlan::none().with(
-            FaultRule::new(FaultKind::Busy).endpoint("/api/chat").trigger(Trigger::Nth(2)),
-        ));
+        let engine = FaultEngine::new(
+            FaultPlan::none().with(
+                FaultRule::new(FaultKind::Busy)
+                    .endpoint("/api/chat")
+                    .trigger(Trigger::Nth(2)),
+            ),
+        );
         assert_eq!(engine.decide("/api/generate"), None);
         assert_eq!(engine.decide("/api/chat"), None);
         assert_eq!(engine.decide("/api/chat"), Some(FaultKind::Busy));

@@ -5,6 +5,7 @@
 //! and the `registry.ollama.ai/` host may be spelled out, and case is ignored. Matching
 //! works on the request string in place so the hot path allocates nothing.
 
+use std::fmt::Write as _;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -77,9 +78,10 @@ fn derived_digest(name: &str) -> String {
     for b in name.bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
     }
-    (0..4u64)
-        .map(|i| format!("{:016x}", splitmix64(h ^ i)))
-        .collect()
+    (0..4u64).fold(String::with_capacity(64), |mut s, i| {
+        let _ = write!(s, "{:016x}", splitmix64(h ^ i));
+        s
+    })
 }
 
 impl Registry {
@@ -106,11 +108,15 @@ impl Registry {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<LocalModel>>> {
-        self.local.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.local
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Arc<LocalModel>>> {
-        self.local.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.local
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The present model a request name designates.
@@ -189,13 +195,19 @@ mod tests {
     #[test]
     fn names_normalise_like_ollama() {
         assert_eq!(canonical_name("llama3.2"), "llama3.2:latest");
-        assert_eq!(canonical_name("registry.ollama.ai/library/llama3.2:1b"), "llama3.2:1b");
+        assert_eq!(
+            canonical_name("registry.ollama.ai/library/llama3.2:1b"),
+            "llama3.2:1b"
+        );
         assert!(name_matches("llama3.2", "llama3.2:latest"));
         assert!(name_matches("Llama3.2:LATEST", "llama3.2:latest"));
         assert!(name_matches("library/llama3.2", "llama3.2:latest"));
         assert!(!name_matches("llama3.2:1b", "llama3.2:latest"));
         assert!(!name_matches("llama3", "llama3.2:latest"));
-        assert_eq!(full_name("test:latest"), "registry.ollama.ai/library/test:latest");
+        assert_eq!(
+            full_name("test:latest"),
+            "registry.ollama.ai/library/test:latest"
+        );
         assert_eq!(derived_digest("x").len(), 64);
     }
 }

@@ -46,8 +46,9 @@ pub(crate) fn parse_keep_alive(value: Option<&Value>) -> Result<Option<KeepAlive
                 KeepAlive::For(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
             }))
         }
-        Some(Value::String(s)) => wire::parse_go_duration(s)
-            .map(|n| Some(KeepAlive::from_signed_nanos(n))),
+        Some(Value::String(s)) => {
+            wire::parse_go_duration(s).map(|n| Some(KeepAlive::from_signed_nanos(n)))
+        }
         Some(other) => Err(format!(
             "Unsupported type: '{}'",
             match other {
@@ -67,16 +68,36 @@ pub(crate) struct Opts {
 }
 
 const INT_OPTS: [&str; 13] = [
-    "num_predict", "num_ctx", "seed", "top_k", "num_keep", "repeat_last_n", "num_batch",
-    "num_gpu", "main_gpu", "num_thread", "mirostat", "num_gqa", "low_vram",
+    "num_predict",
+    "num_ctx",
+    "seed",
+    "top_k",
+    "num_keep",
+    "repeat_last_n",
+    "num_batch",
+    "num_gpu",
+    "main_gpu",
+    "num_thread",
+    "mirostat",
+    "num_gqa",
+    "low_vram",
 ];
 const FLOAT_OPTS: [&str; 9] = [
-    "temperature", "top_p", "min_p", "typical_p", "repeat_penalty", "presence_penalty",
-    "frequency_penalty", "mirostat_tau", "mirostat_eta",
+    "temperature",
+    "top_p",
+    "min_p",
+    "typical_p",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "mirostat_tau",
+    "mirostat_eta",
 ];
 
 /// Validates `options` like `api.Options.FromMap` (wrong types are a 500 in Ollama).
-pub(crate) fn parse_options(options: Option<&serde_json::Map<String, Value>>) -> Result<Opts, String> {
+pub(crate) fn parse_options(
+    options: Option<&serde_json::Map<String, Value>>,
+) -> Result<Opts, String> {
     let mut opts = Opts::default();
     let Some(map) = options else {
         return Ok(opts);
@@ -118,7 +139,9 @@ fn parse_think(think: Option<&Value>) -> Result<bool, String> {
     match think {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(Value::String(s)) if matches!(s.as_str(), "high" | "medium" | "low" | "max") => Ok(true),
+        Some(Value::String(s)) if matches!(s.as_str(), "high" | "medium" | "low" | "max") => {
+            Ok(true)
+        }
         Some(other) => Err(format!(
             "invalid think value: {other} (must be \"high\", \"medium\", \"low\", \"max\", true, or false)"
         )),
@@ -154,7 +177,10 @@ async fn schedule(
     };
     let load_duration = ctx.start.elapsed();
     let Ok(permit) = lease.slot().await else {
-        return Err(native_error(StatusCode::INTERNAL_SERVER_ERROR, RUNNER_ERROR));
+        return Err(native_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            RUNNER_ERROR,
+        ));
     };
     Ok(Job {
         shared: ctx.shared.clone(),
@@ -322,8 +348,24 @@ struct NameRequest {
 
 impl NameRequest {
     fn model(&self) -> &str {
-        if self.model.is_empty() { &self.name } else { &self.model }
+        if self.model.is_empty() {
+            &self.name
+        } else {
+            &self.model
+        }
     }
+}
+
+#[derive(Serialize)]
+struct Show<'a> {
+    license: &'a str,
+    modelfile: String,
+    parameters: &'a str,
+    template: &'a str,
+    details: Details<'a>,
+    model_info: serde_json::Map<String, Value>,
+    capabilities: Vec<&'a str>,
+    modified_at: String,
 }
 
 pub(crate) fn show(ctx: &Ctx, body: &[u8]) -> Response<SimBody> {
@@ -346,28 +388,30 @@ pub(crate) fn show(ctx: &Ctx, body: &[u8]) -> Response<SimBody> {
     let arch = spec.family.as_str();
     let mut info = serde_json::Map::new();
     info.insert("general.architecture".into(), Value::from(arch));
-    info.insert("general.basename".into(), Value::from(m.name.split(':').next().unwrap_or(&m.name)));
+    info.insert(
+        "general.basename".into(),
+        Value::from(m.name.split(':').next().unwrap_or(&m.name)),
+    );
     info.insert("general.file_type".into(), Value::from(15));
-    info.insert("general.parameter_count".into(), Value::from(spec.size.saturating_mul(2)));
+    info.insert(
+        "general.parameter_count".into(),
+        Value::from(spec.size.saturating_mul(2)),
+    );
     info.insert("general.quantization_version".into(), Value::from(2));
-    info.insert(format!("{arch}.context_length"), Value::from(spec.context_length));
+    info.insert(
+        format!("{arch}.context_length"),
+        Value::from(spec.context_length),
+    );
     info.insert(
         format!("{arch}.embedding_length"),
         Value::from(spec.embedding_dim.unwrap_or(3072)),
     );
     // serde_json's Map keeps keys sorted (no preserve_order feature), like Go maps.
-    let caps: Vec<&str> = spec.effective_capabilities().iter().map(|c| c.as_str()).collect();
-    #[derive(Serialize)]
-    struct Show<'a> {
-        license: &'a str,
-        modelfile: String,
-        parameters: &'a str,
-        template: &'a str,
-        details: Details<'a>,
-        model_info: serde_json::Map<String, Value>,
-        capabilities: Vec<&'a str>,
-        modified_at: String,
-    }
+    let caps: Vec<&str> = spec
+        .effective_capabilities()
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
     let out = Show {
         license: "Simulated model; no license applies.",
         modelfile: format!(
@@ -422,7 +466,10 @@ pub(crate) fn copy(ctx: &Ctx, body: &[u8]) -> Response<SimBody> {
         return bad(&format!("destination {:?} is invalid", req.destination));
     }
     let Some(source) = ctx.shared.registry.find(&req.source) else {
-        return native_error(StatusCode::NOT_FOUND, &format!("model {:?} not found", req.source));
+        return native_error(
+            StatusCode::NOT_FOUND,
+            &format!("model {:?} not found", req.source),
+        );
     };
     ctx.shared.registry.copy(&source, &req.destination);
     wire::response(StatusCode::OK, wire::JSON_UTF8, SimBody::empty())
@@ -462,7 +509,11 @@ pub(crate) async fn pull(ctx: Ctx, body: &[u8]) -> Answer {
         Ok(r) => r,
         Err(e) => return Ok(bad(&e.message)),
     };
-    let name = if req.model.is_empty() { req.name } else { req.model };
+    let name = if req.model.is_empty() {
+        req.name
+    } else {
+        req.model
+    };
     if !valid_name(&name) {
         return Ok(bad("invalid model name"));
     }
@@ -597,7 +648,13 @@ struct GenChunk<'a> {
     metrics: Metrics,
 }
 
-fn gen_line(model: &str, response: &str, done_reason: Option<&str>, context: Option<&[u32]>, metrics: Metrics) -> Vec<u8> {
+fn gen_line(
+    model: &str,
+    response: &str,
+    done_reason: Option<&str>,
+    context: Option<&[u32]>,
+    metrics: Metrics,
+) -> Vec<u8> {
     let created_at = wire::created_at_now();
     wire::to_json(&GenChunk {
         model,
@@ -624,7 +681,13 @@ impl Format for GenFormat {
 
     fn finish(&mut self, plan: &Plan, fin: &Final) -> Vec<Bytes> {
         let ctx = self.context.map(|h| plan.context(h));
-        let mut v = gen_line(&self.model, "", Some(fin.done_reason), ctx.as_deref(), fin.metrics);
+        let mut v = gen_line(
+            &self.model,
+            "",
+            Some(fin.done_reason),
+            ctx.as_deref(),
+            fin.metrics,
+        );
         v.push(b'\n');
         vec![Bytes::from(v)]
     }
@@ -644,10 +707,12 @@ impl Format for GenFormat {
 }
 
 /// Looks a model up, answering 404 with the generate/chat wording.
+#[allow(clippy::result_large_err)] // the error is the finished response, sent as is
 fn find_or_404(ctx: &Ctx, name: &str) -> Result<Arc<LocalModel>, Response<SimBody>> {
-    ctx.shared.registry.find(name).ok_or_else(|| {
-        native_error(StatusCode::NOT_FOUND, &format!("model '{name}' not found"))
-    })
+    ctx.shared
+        .registry
+        .find(name)
+        .ok_or_else(|| native_error(StatusCode::NOT_FOUND, &format!("model '{name}' not found")))
 }
 
 pub(crate) async fn generate(ctx: Ctx, body: &[u8]) -> Answer {
@@ -672,7 +737,10 @@ pub(crate) async fn generate(ctx: Ctx, body: &[u8]) -> Answer {
         return Ok(bad(&format!("{:?} does not support generate", req.model)));
     }
     if !req.suffix.is_empty() && !model.spec.has(Capability::Insert) {
-        return Ok(bad(&format!("{} does not support insert", full_name(&model.name))));
+        return Ok(bad(&format!(
+            "{} does not support insert",
+            full_name(&model.name)
+        )));
     }
     match parse_think(req.think.as_ref()) {
         Err(e) => return Ok(bad(&e)),
@@ -682,7 +750,9 @@ pub(crate) async fn generate(ctx: Ctx, body: &[u8]) -> Answer {
         Ok(_) => {}
     }
     if req.raw && (!req.template.is_empty() || !req.system.is_empty() || req.context.is_some()) {
-        return Ok(bad("raw mode does not support template, system, or context"));
+        return Ok(bad(
+            "raw mode does not support template, system, or context",
+        ));
     }
     if req.top_logprobs.is_some_and(|n| !(0..=20).contains(&n)) {
         return Ok(bad("top_logprobs must be between 0 and 20"));
@@ -698,8 +768,19 @@ pub(crate) async fn generate(ctx: Ctx, body: &[u8]) -> Answer {
         keep_alive,
     };
     let extra_tokens = textgen::tokens_for(req.system.len() + req.suffix.len()) - 1
-        + req.context.as_ref().map_or(0, |c| u32::try_from(c.len()).unwrap_or(u32::MAX));
-    run_generate(ctx, &model, &input, extra_tokens, req.stream.unwrap_or(true), !req.raw).await
+        + req
+            .context
+            .as_ref()
+            .map_or(0, |c| u32::try_from(c.len()).unwrap_or(u32::MAX));
+    run_generate(
+        ctx,
+        &model,
+        &input,
+        extra_tokens,
+        req.stream.unwrap_or(true),
+        !req.raw,
+    )
+    .await
 }
 
 fn gen_line_at(model: &str, created_at: &str, reason: &str) -> Vec<u8> {
@@ -733,7 +814,11 @@ async fn run_generate(
     if input.prompt.is_empty() {
         // A load request: the model is loaded now; answer without generating.
         drop(job);
-        return Ok(json_ok(gen_line_at(input.model, &wire::created_at_now(), "load")));
+        return Ok(json_ok(gen_line_at(
+            input.model,
+            &wire::created_at_now(),
+            "load",
+        )));
     }
     let context = with_context.then_some(prompt_hash);
     if stream {
@@ -744,18 +829,24 @@ async fn run_generate(
             model: input.model.to_owned(),
             context,
         };
-        return job.stream(format, ctx.fault.clone(), ctx.conn.clone(), wire::NDJSON).await;
+        return job
+            .stream(format, ctx.fault.clone(), ctx.conn.clone(), wire::NDJSON)
+            .await;
     }
     let (text, fin) = job.run_whole().await;
     let ctx_ids = context.map(|h| plan.context(h));
-    let body = gen_line(input.model, &text, Some(fin.done_reason), ctx_ids.as_deref(), fin.metrics);
+    let body = gen_line(
+        input.model,
+        &text,
+        Some(fin.done_reason),
+        ctx_ids.as_deref(),
+        fin.metrics,
+    );
     whole_with_fault(&ctx, StatusCode::OK, wire::JSON_UTF8, body, false).await
 }
 
 #[derive(Deserialize)]
 struct ChatMessage {
-    #[serde(default)]
-    role: String,
     #[serde(default)]
     content: String,
 }
@@ -874,7 +965,10 @@ pub(crate) async fn chat(ctx: Ctx, body: &[u8]) -> Answer {
         return Ok(bad(&format!("{:?} does not support chat", req.model)));
     }
     if req.tools.as_ref().is_some_and(|t| !t.is_empty()) && !model.spec.has(Capability::Tools) {
-        return Ok(bad(&format!("{} does not support tools", full_name(&model.name))));
+        return Ok(bad(&format!(
+            "{} does not support tools",
+            full_name(&model.name)
+        )));
     }
     match parse_think(req.think.as_ref()) {
         Err(e) => return Ok(bad(&e)),
@@ -890,7 +984,6 @@ pub(crate) async fn chat(ctx: Ctx, body: &[u8]) -> Answer {
         Ok(o) => o,
         Err(e) => return Ok(native_error(StatusCode::INTERNAL_SERVER_ERROR, &e)),
     };
-    let _ = req.messages.iter().map(|m| m.role.as_str()).count();
     let (prompt_tokens, hash) = chat_prompt_tokens(req.messages.iter().map(|m| m.content.as_str()));
     let input = ChatInput {
         model: &req.model,
@@ -925,7 +1018,12 @@ pub(crate) async fn chat_job(
     openai: bool,
 ) -> Result<Job, Response<SimBody>> {
     let seed = answer_seed(ctx, model, input.hash, input.opts);
-    let plan = Plan::new(&model.spec, seed, input.prompt_tokens, input.opts.num_predict);
+    let plan = Plan::new(
+        &model.spec,
+        seed,
+        input.prompt_tokens,
+        input.opts.num_predict,
+    );
     schedule(ctx, model, input.keep_alive, plan, openai).await
 }
 
@@ -943,7 +1041,12 @@ pub(crate) async fn generate_job(
     schedule(ctx, model, input.keep_alive, plan, openai).await
 }
 
-async fn run_chat(ctx: Ctx, model: &Arc<LocalModel>, input: &ChatInput<'_>, stream: bool) -> Answer {
+async fn run_chat(
+    ctx: Ctx,
+    model: &Arc<LocalModel>,
+    input: &ChatInput<'_>,
+    stream: bool,
+) -> Answer {
     let job = match chat_job(&ctx, model, input, false).await {
         Ok(job) => job,
         Err(resp) => return Ok(resp),
@@ -959,7 +1062,9 @@ async fn run_chat(ctx: Ctx, model: &Arc<LocalModel>, input: &ChatInput<'_>, stre
         let format = ChatFormat {
             model: input.model.to_owned(),
         };
-        return job.stream(format, ctx.fault.clone(), ctx.conn.clone(), wire::NDJSON).await;
+        return job
+            .stream(format, ctx.fault.clone(), ctx.conn.clone(), wire::NDJSON)
+            .await;
     }
     let (text, fin) = job.run_whole().await;
     let body = chat_line(input.model, &text, Some(fin.done_reason), fin.metrics);
@@ -1022,6 +1127,7 @@ pub(crate) async fn embed_inputs(
     Ok((vectors, metrics))
 }
 
+#[allow(clippy::result_large_err)] // the error is the finished response, sent as is
 fn find_embed_model(ctx: &Ctx, name: &str) -> Result<Arc<LocalModel>, Response<SimBody>> {
     if name.is_empty() {
         return Err(native_error(StatusCode::NOT_FOUND, "model '' not found"));
@@ -1032,6 +1138,14 @@ fn find_embed_model(ctx: &Ctx, name: &str) -> Result<Arc<LocalModel>, Response<S
             &format!("model {name:?} not found, try pulling it first"),
         )
     })
+}
+
+#[derive(Serialize)]
+struct EmbedResponse<'a> {
+    model: &'a str,
+    embeddings: Vec<Vec<f64>>,
+    #[serde(flatten)]
+    metrics: Metrics,
 }
 
 pub(crate) async fn embed(ctx: Ctx, body: &[u8]) -> Answer {
@@ -1073,19 +1187,25 @@ pub(crate) async fn embed(ctx: Ctx, body: &[u8]) -> Answer {
     {
         return Ok(bad("the input length exceeds the context length"));
     }
-    #[derive(Serialize)]
-    struct EmbedResponse<'a> {
-        model: &'a str,
-        embeddings: Vec<Vec<f64>>,
-        #[serde(flatten)]
-        metrics: Metrics,
-    }
-    let (embeddings, metrics) =
-        match embed_inputs(&ctx, &model, &inputs, keep_alive, req.dimensions, true, false).await {
-            Ok(v) => v,
-            Err(resp) => return Ok(resp),
-        };
-    let metrics = if inputs.is_empty() { Metrics::default() } else { metrics };
+    let (embeddings, metrics) = match embed_inputs(
+        &ctx,
+        &model,
+        &inputs,
+        keep_alive,
+        req.dimensions,
+        true,
+        false,
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(resp) => return Ok(resp),
+    };
+    let metrics = if inputs.is_empty() {
+        Metrics::default()
+    } else {
+        metrics
+    };
     let body = wire::to_json(&EmbedResponse {
         model: &req.model,
         embeddings,
@@ -1096,6 +1216,11 @@ pub(crate) async fn embed(ctx: Ctx, body: &[u8]) -> Answer {
         },
     });
     whole_with_fault(&ctx, StatusCode::OK, wire::JSON_UTF8, body, false).await
+}
+
+#[derive(Serialize)]
+struct EmbeddingResponse {
+    embedding: Vec<f64>,
 }
 
 pub(crate) async fn embeddings(ctx: Ctx, body: &[u8]) -> Answer {
@@ -1126,10 +1251,6 @@ pub(crate) async fn embeddings(ctx: Ctx, body: &[u8]) -> Answer {
     if let Err(e) = parse_options(req.options.as_ref()) {
         return Ok(native_error(StatusCode::INTERNAL_SERVER_ERROR, &e));
     }
-    #[derive(Serialize)]
-    struct EmbeddingResponse {
-        embedding: Vec<f64>,
-    }
     let inputs: Vec<String> = if req.prompt.is_empty() {
         Vec::new()
     } else {
@@ -1155,10 +1276,19 @@ mod tests {
         let p = |v: Value| parse_keep_alive(Some(&v));
         assert_eq!(p(Value::from(0)), Ok(Some(KeepAlive::For(Duration::ZERO))));
         assert_eq!(p(Value::from(-1)), Ok(Some(KeepAlive::Forever)));
-        assert_eq!(p(Value::from(1.5)), Ok(Some(KeepAlive::For(Duration::from_millis(1500)))));
-        assert_eq!(p(Value::from("10m")), Ok(Some(KeepAlive::For(Duration::from_secs(600)))));
+        assert_eq!(
+            p(Value::from(1.5)),
+            Ok(Some(KeepAlive::For(Duration::from_millis(1500))))
+        );
+        assert_eq!(
+            p(Value::from("10m")),
+            Ok(Some(KeepAlive::For(Duration::from_secs(600))))
+        );
         assert_eq!(p(Value::from("-1m")), Ok(Some(KeepAlive::Forever)));
-        assert_eq!(p(Value::from("-1")), Err("time: missing unit in duration \"-1\"".into()));
+        assert_eq!(
+            p(Value::from("-1")),
+            Err("time: missing unit in duration \"-1\"".into())
+        );
         assert_eq!(parse_keep_alive(None), Ok(None));
     }
 }

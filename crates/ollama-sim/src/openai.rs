@@ -65,6 +65,7 @@ struct StreamOptions {
 }
 
 #[derive(Serialize, Clone, Copy)]
+#[allow(clippy::struct_field_names)] // OpenAI's wire names
 struct Usage {
     prompt_tokens: u64,
     completion_tokens: u64,
@@ -90,6 +91,7 @@ fn opts_from(max_tokens: Option<i64>, seed: Option<i64>) -> Opts {
     }
 }
 
+#[allow(clippy::result_large_err)] // the error is the finished response, sent as is
 fn find(ctx: &Ctx, name: &str) -> Result<Arc<LocalModel>, Response<SimBody>> {
     if name.trim().is_empty() {
         return Err(err(StatusCode::BAD_REQUEST, "model is required"));
@@ -266,6 +268,30 @@ impl Format for ChatSse {
     }
 }
 
+#[derive(Serialize)]
+struct Message<'a> {
+    role: &'a str,
+    content: &'a str,
+}
+
+#[derive(Serialize)]
+struct Choice<'a> {
+    index: u32,
+    message: Message<'a>,
+    finish_reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct ChatCompletion<'a> {
+    id: &'a str,
+    object: &'a str,
+    created: i64,
+    model: &'a str,
+    system_fingerprint: &'a str,
+    choices: [Choice<'a>; 1],
+    usage: Usage,
+}
+
 pub(crate) async fn chat(ctx: Ctx, body: &[u8]) -> Answer {
     let req: ChatCompletionRequest = match wire::decode_body(body, "ChatCompletionRequest") {
         Ok(r) => r,
@@ -294,7 +320,10 @@ pub(crate) async fn chat(ctx: Ctx, body: &[u8]) -> Answer {
     if req.tools.as_ref().is_some_and(|t| !t.is_empty()) && !model.spec.has(Capability::Tools) {
         return Ok(err(
             StatusCode::BAD_REQUEST,
-            &format!("{} does not support tools", crate::models::full_name(&model.name)),
+            &format!(
+                "{} does not support tools",
+                crate::models::full_name(&model.name)
+            ),
         ));
     }
     let (prompt_tokens, hash) = native::chat_prompt_tokens(texts.iter().map(String::as_str));
@@ -329,28 +358,7 @@ pub(crate) async fn chat(ctx: Ctx, body: &[u8]) -> Answer {
     }
     let plan = job.plan;
     let (text, fin) = job.run_whole().await;
-    #[derive(Serialize)]
-    struct Message<'a> {
-        role: &'a str,
-        content: &'a str,
-    }
-    #[derive(Serialize)]
-    struct Choice<'a> {
-        index: u32,
-        message: Message<'a>,
-        finish_reason: &'a str,
-    }
-    #[derive(Serialize)]
-    struct Completion<'a> {
-        id: &'a str,
-        object: &'a str,
-        created: i64,
-        model: &'a str,
-        system_fingerprint: &'a str,
-        choices: [Choice<'a>; 1],
-        usage: Usage,
-    }
-    let body = with_newline(wire::to_json(&Completion {
+    let body = with_newline(wire::to_json(&ChatCompletion {
         id: &id,
         object: "chat.completion",
         created,
@@ -478,6 +486,17 @@ impl Format for CompletionSse {
     }
 }
 
+#[derive(Serialize)]
+struct Completion<'a> {
+    id: &'a str,
+    object: &'a str,
+    created: i64,
+    model: &'a str,
+    system_fingerprint: &'a str,
+    choices: [TextChoice<'a>; 1],
+    usage: Usage,
+}
+
 pub(crate) async fn completions(ctx: Ctx, body: &[u8]) -> Answer {
     let req: CompletionRequest = match wire::decode_body(body, "CompletionRequest") {
         Ok(r) => r,
@@ -486,7 +505,11 @@ pub(crate) async fn completions(ctx: Ctx, body: &[u8]) -> Answer {
     let prompt = match &req.prompt {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
-        _ => return Ok(middleware_err("invalid type for 'prompt' field: only string is supported")),
+        _ => {
+            return Ok(middleware_err(
+                "invalid type for 'prompt' field: only string is supported",
+            ));
+        }
     };
     let model = match find(&ctx, &req.model) {
         Ok(m) => m,
@@ -526,16 +549,6 @@ pub(crate) async fn completions(ctx: Ctx, body: &[u8]) -> Answer {
     }
     let plan = job.plan;
     let (text, fin) = job.run_whole().await;
-    #[derive(Serialize)]
-    struct Completion<'a> {
-        id: &'a str,
-        object: &'a str,
-        created: i64,
-        model: &'a str,
-        system_fingerprint: &'a str,
-        choices: [TextChoice<'a>; 1],
-        usage: Usage,
-    }
     let body = with_newline(wire::to_json(&Completion {
         id: &id,
         object: "text_completion",
@@ -554,6 +567,34 @@ pub(crate) async fn completions(ctx: Ctx, body: &[u8]) -> Answer {
 
 // ---------------------------------------------------------------------------------------
 // Embeddings.
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Vector {
+    Floats(Vec<f64>),
+    Base64(String),
+}
+
+#[derive(Serialize)]
+struct Item {
+    object: &'static str,
+    embedding: Vector,
+    index: usize,
+}
+
+#[derive(Serialize)]
+struct EmbedUsage {
+    prompt_tokens: u64,
+    total_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct EmbedList<'a> {
+    object: &'a str,
+    data: Vec<Item>,
+    model: &'a str,
+    usage: EmbedUsage,
+}
 
 pub(crate) async fn embeddings(ctx: Ctx, body: &[u8]) -> Answer {
     #[derive(Deserialize)]
@@ -606,30 +647,6 @@ pub(crate) async fn embeddings(ctx: Ctx, body: &[u8]) -> Answer {
             Ok(v) => v,
             Err(resp) => return Ok(resp),
         };
-    #[derive(Serialize)]
-    #[serde(untagged)]
-    enum Vector {
-        Floats(Vec<f64>),
-        Base64(String),
-    }
-    #[derive(Serialize)]
-    struct Item {
-        object: &'static str,
-        embedding: Vector,
-        index: usize,
-    }
-    #[derive(Serialize)]
-    struct EmbedUsage {
-        prompt_tokens: u64,
-        total_tokens: u64,
-    }
-    #[derive(Serialize)]
-    struct List<'a> {
-        object: &'a str,
-        data: Vec<Item>,
-        model: &'a str,
-        usage: EmbedUsage,
-    }
     let data = vectors
         .into_iter()
         .enumerate()
@@ -644,7 +661,7 @@ pub(crate) async fn embeddings(ctx: Ctx, body: &[u8]) -> Answer {
             index,
         })
         .collect();
-    let body = with_newline(wire::to_json(&List {
+    let body = with_newline(wire::to_json(&EmbedList {
         object: "list",
         data,
         model: &req.model,

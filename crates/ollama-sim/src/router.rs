@@ -75,11 +75,19 @@ pub(crate) async fn handle(
         Route::Found(ep) => ep,
         Route::WrongMethod => {
             shared.counters.request(Endpoint::Unmatched);
-            return Ok(wire::text(StatusCode::METHOD_NOT_ALLOWED, wire::TEXT, "405 method not allowed"));
+            return Ok(wire::text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                wire::TEXT,
+                "405 method not allowed",
+            ));
         }
         Route::NotFound => {
             shared.counters.request(Endpoint::Unmatched);
-            return Ok(wire::text(StatusCode::NOT_FOUND, wire::TEXT, "404 page not found"));
+            return Ok(wire::text(
+                StatusCode::NOT_FOUND,
+                wire::TEXT,
+                "404 page not found",
+            ));
         }
     };
     shared.counters.request(endpoint);
@@ -93,8 +101,10 @@ pub(crate) async fn handle(
             return Ok(error_for(endpoint, status, &message).with_in_flight_resp(in_flight));
         }
         Some(FaultKind::Busy) => {
-            return Ok(error_for(endpoint, StatusCode::SERVICE_UNAVAILABLE, wire::SERVER_BUSY)
-                .with_in_flight_resp(in_flight));
+            return Ok(
+                error_for(endpoint, StatusCode::SERVICE_UNAVAILABLE, wire::SERVER_BUSY)
+                    .with_in_flight_resp(in_flight),
+            );
         }
         Some(FaultKind::SlowHead { delay }) => {
             let d = shared.scaled(delay);
@@ -118,7 +128,11 @@ pub(crate) async fn handle(
         fault,
     };
     let resp = match endpoint {
-        Endpoint::Root => Ok(wire::text(StatusCode::OK, wire::TEXT_UTF8, "Ollama is running")),
+        Endpoint::Root => Ok(wire::text(
+            StatusCode::OK,
+            wire::TEXT_UTF8,
+            "Ollama is running",
+        )),
         Endpoint::Version => Ok(native::version(&ctx)),
         Endpoint::Tags => Ok(native::tags(&ctx)),
         Endpoint::Ps => Ok(native::ps(&ctx)),
@@ -135,7 +149,11 @@ pub(crate) async fn handle(
         Endpoint::OpenAiEmbeddings => openai::embeddings(ctx, &body).await,
         Endpoint::OpenAiModels => Ok(openai::models(&ctx)),
         Endpoint::OpenAiModel => Ok(openai::model(&ctx, parts.uri.path())),
-        Endpoint::Unmatched => Ok(wire::text(StatusCode::NOT_FOUND, wire::TEXT, "404 page not found")),
+        Endpoint::Unmatched => Ok(wire::text(
+            StatusCode::NOT_FOUND,
+            wire::TEXT,
+            "404 page not found",
+        )),
     }?;
     Ok(resp.with_in_flight_resp(in_flight))
 }
@@ -152,7 +170,11 @@ impl WithInFlight for Response<SimBody> {
 }
 
 /// The error envelope of the endpoint's API family.
-pub(crate) fn error_for(endpoint: Endpoint, status: StatusCode, message: &str) -> Response<SimBody> {
+pub(crate) fn error_for(
+    endpoint: Endpoint,
+    status: StatusCode,
+    message: &str,
+) -> Response<SimBody> {
     if endpoint.is_openai() {
         wire::openai_error(status, message, false)
     } else {

@@ -138,7 +138,11 @@ impl Drop for LoadGuard<'_> {
 }
 
 impl Scheduler {
-    pub(crate) fn new(config: &SimConfig, counters: Arc<Counters>, cancel: CancellationToken) -> Self {
+    pub(crate) fn new(
+        config: &SimConfig,
+        counters: Arc<Counters>,
+        cancel: CancellationToken,
+    ) -> Self {
         Scheduler {
             state: Mutex::new(State {
                 runners: Vec::new(),
@@ -212,7 +216,9 @@ impl Scheduler {
             let prev = self.pending.fetch_add(1, Ordering::AcqRel);
             let mut pending = PendingGuard(&self.pending, true);
             if prev >= self.max_queue {
-                self.counters.queue_rejections.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .queue_rejections
+                    .fetch_add(1, Ordering::Relaxed);
                 return Err(SchedError::QueueFull);
             }
             let _load = self.load_lock.lock().await;
@@ -269,7 +275,11 @@ impl Scheduler {
         }
     }
 
-    async fn load(self: &Arc<Self>, model: &Arc<LocalModel>, keep_alive: Option<KeepAlive>) -> Lease {
+    async fn load(
+        self: &Arc<Self>,
+        model: &Arc<LocalModel>,
+        keep_alive: Option<KeepAlive>,
+    ) -> Lease {
         let (tx, rx) = watch::channel(LoadState::Loading);
         let slots = Arc::new(Semaphore::new(if model.spec.is_embedding() {
             1
@@ -358,8 +368,9 @@ impl Scheduler {
             r.session = KeepAlive::For(Duration::ZERO);
             r.expiring = true;
         }
-        st.runners
-            .retain(|r| !(r.model.name == name && r.refs == 0 && *r.state.borrow() != LoadState::Loading));
+        st.runners.retain(|r| {
+            !(r.model.name == name && r.refs == 0 && *r.state.borrow() != LoadState::Loading)
+        });
         drop(st);
         self.changed.notify_waiters();
     }
@@ -386,7 +397,7 @@ impl Scheduler {
             })
             .collect();
         drop(st);
-        out.sort_by(|a, b| b.expires_at.cmp(&a.expires_at));
+        out.sort_by_key(|e| std::cmp::Reverse(e.expires_at));
         out
     }
 }

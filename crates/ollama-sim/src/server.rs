@@ -60,7 +60,9 @@ impl Shared {
         };
         let fault = engine.decide(endpoint);
         if fault.is_some() {
-            self.counters.faults_injected.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .faults_injected
+                .fetch_add(1, Ordering::Relaxed);
         }
         fault
     }
@@ -126,7 +128,12 @@ impl Sim {
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let tracker = TaskTracker::new();
-        let accept = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx, tracker.clone()));
+        let accept = tokio::spawn(accept_loop(
+            listener,
+            shared.clone(),
+            stop_rx,
+            tracker.clone(),
+        ));
         Ok(SimHandle {
             addr,
             shared,
@@ -206,22 +213,23 @@ async fn accept_loop(
         let stream = tokio::select! {
             biased;
             _ = stop.changed() => break,
-            res = listener.accept() => match res {
-                Ok((stream, _)) => stream,
-                Err(_) => {
-                    // Out of file descriptors or a similar transient failure: back off a
-                    // little instead of spinning.
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    continue;
-                }
-            },
+            res = listener.accept() => res,
+        };
+        let Ok((stream, _)) = stream else {
+            // Out of file descriptors or a similar transient failure: back off a little
+            // instead of spinning.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
         };
         let _ = stream.set_nodelay(true);
         shared
             .counters
             .connections_accepted
             .fetch_add(1, Ordering::Relaxed);
-        shared.counters.open_connections.fetch_add(1, Ordering::Relaxed);
+        shared
+            .counters
+            .open_connections
+            .fetch_add(1, Ordering::Relaxed);
         let ctl = Arc::new(ConnCtl::default());
         let io = SimIo {
             inner: stream,
@@ -231,7 +239,8 @@ async fn accept_loop(
         let shared = shared.clone();
         let mut stop = stop.clone();
         tracker.spawn(async move {
-            let service = service_fn(move |req| crate::router::handle(shared.clone(), ctl.clone(), req));
+            let service =
+                service_fn(move |req| crate::router::handle(shared.clone(), ctl.clone(), req));
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(io), service);
@@ -272,7 +281,9 @@ impl Drop for SimIo {
         if self.ctl.reset.load(Ordering::Relaxed) {
             let _ = socket2::SockRef::from(&self.inner).set_linger(Some(Duration::ZERO));
         }
-        self.counters.open_connections.fetch_sub(1, Ordering::Relaxed);
+        self.counters
+            .open_connections
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 

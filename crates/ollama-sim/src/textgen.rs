@@ -10,13 +10,70 @@ use crate::config::ModelSpec;
 use crate::fault::splitmix64;
 
 const WORDS: [&str; 64] = [
-    "the", "model", "answers", "with", "a", "short", "and", "steady", "stream", "of", "plain",
-    "words", "that", "mean", "nothing", "much", "but", "arrive", "at", "an", "even", "pace",
-    "so", "clients", "can", "measure", "time", "to", "first", "token", "throughput", "under",
-    "load", "while", "each", "request", "gets", "its", "own", "seeded", "sequence", "every",
-    "run", "repeats", "exactly", "same", "way", "for", "same", "prompt", "simulated",
-    "llama", "server", "queue", "slot", "cache", "context", "window", "batch", "sample",
-    "reply", "done", "here", "now",
+    "the",
+    "model",
+    "answers",
+    "with",
+    "a",
+    "short",
+    "and",
+    "steady",
+    "stream",
+    "of",
+    "plain",
+    "words",
+    "that",
+    "mean",
+    "nothing",
+    "much",
+    "but",
+    "arrive",
+    "at",
+    "an",
+    "even",
+    "pace",
+    "so",
+    "clients",
+    "can",
+    "measure",
+    "time",
+    "to",
+    "first",
+    "token",
+    "throughput",
+    "under",
+    "load",
+    "while",
+    "each",
+    "request",
+    "gets",
+    "its",
+    "own",
+    "seeded",
+    "sequence",
+    "every",
+    "run",
+    "repeats",
+    "exactly",
+    "same",
+    "way",
+    "for",
+    "same",
+    "prompt",
+    "simulated",
+    "llama",
+    "server",
+    "queue",
+    "slot",
+    "cache",
+    "context",
+    "window",
+    "batch",
+    "sample",
+    "reply",
+    "done",
+    "here",
+    "now",
 ];
 
 /// FNV-1a over bytes: a stable hash for seeding from request text.
@@ -51,7 +108,12 @@ pub(crate) struct Plan {
 impl Plan {
     /// Plans an answer: the model's output length, varied by jitter, capped by
     /// `num_predict` (then `"length"`) and by the context window.
-    pub(crate) fn new(spec: &ModelSpec, seed: u64, prompt_tokens: u32, num_predict: Option<i64>) -> Self {
+    pub(crate) fn new(
+        spec: &ModelSpec,
+        seed: u64,
+        prompt_tokens: u32,
+        num_predict: Option<i64>,
+    ) -> Self {
         let base = f64::from(spec.output_tokens.max(1));
         let vary = if spec.jitter > 0.0 {
             1.0 + spec.jitter * (2.0 * unit(splitmix64(seed ^ 0x5eed)) - 1.0)
@@ -84,7 +146,11 @@ impl Plan {
     pub(crate) fn token(&self, i: u32) -> &'static str {
         let h = splitmix64(self.seed ^ u64::from(i).wrapping_mul(0x9E37_79B9));
         let word = WORDS[(h % WORDS.len() as u64) as usize];
-        if i == 0 { word } else { SPACED[(h % WORDS.len() as u64) as usize] }
+        if i == 0 {
+            word
+        } else {
+            SPACED[(h % WORDS.len() as u64) as usize]
+        }
     }
 
     /// The token id of output token `i` (for `context`).
@@ -131,21 +197,79 @@ impl Plan {
 
     /// Simulated time of the whole generation.
     pub(crate) fn eval_time(&self, spec: &ModelSpec) -> Duration {
-        (0..self.output_tokens).map(|i| self.token_time(spec, i)).sum()
+        (0..self.output_tokens)
+            .map(|i| self.token_time(spec, i))
+            .sum()
     }
 }
 
 /// The word list with a leading space, so tokens are `&'static str` without allocating.
 static SPACED: [&str; 64] = {
     [
-        " the", " model", " answers", " with", " a", " short", " and", " steady", " stream",
-        " of", " plain", " words", " that", " mean", " nothing", " much", " but", " arrive",
-        " at", " an", " even", " pace", " so", " clients", " can", " measure", " time", " to",
-        " first", " token", " throughput", " under", " load", " while", " each", " request",
-        " gets", " its", " own", " seeded", " sequence", " every", " run", " repeats",
-        " exactly", " same", " way", " for", " same", " prompt", " simulated", " llama",
-        " server", " queue", " slot", " cache", " context", " window", " batch", " sample",
-        " reply", " done", " here", " now",
+        " the",
+        " model",
+        " answers",
+        " with",
+        " a",
+        " short",
+        " and",
+        " steady",
+        " stream",
+        " of",
+        " plain",
+        " words",
+        " that",
+        " mean",
+        " nothing",
+        " much",
+        " but",
+        " arrive",
+        " at",
+        " an",
+        " even",
+        " pace",
+        " so",
+        " clients",
+        " can",
+        " measure",
+        " time",
+        " to",
+        " first",
+        " token",
+        " throughput",
+        " under",
+        " load",
+        " while",
+        " each",
+        " request",
+        " gets",
+        " its",
+        " own",
+        " seeded",
+        " sequence",
+        " every",
+        " run",
+        " repeats",
+        " exactly",
+        " same",
+        " way",
+        " for",
+        " same",
+        " prompt",
+        " simulated",
+        " llama",
+        " server",
+        " queue",
+        " slot",
+        " cache",
+        " context",
+        " window",
+        " batch",
+        " sample",
+        " reply",
+        " done",
+        " here",
+        " now",
     ]
 };
 
@@ -158,7 +282,13 @@ fn per_tokens(tokens: u32, per_sec: f64) -> Duration {
 
 /// A deterministic embedding of `input`: components uniform in [-1, 1], L2-normalised
 /// when `normalize` (as `/api/embed` does; the legacy `/api/embeddings` does not).
-pub(crate) fn embedding(seed: u64, model: &str, input: &str, dim: usize, normalize: bool) -> Vec<f64> {
+pub(crate) fn embedding(
+    seed: u64,
+    model: &str,
+    input: &str,
+    dim: usize,
+    normalize: bool,
+) -> Vec<f64> {
     let h = hash_bytes(hash_bytes(seed, model.as_bytes()), input.as_bytes());
     let mut v: Vec<f64> = (0..dim as u64)
         .map(|i| unit(splitmix64(h ^ i.wrapping_mul(0xA24B_AED4_963E_E407))) * 2.0 - 1.0)
@@ -191,7 +321,10 @@ mod tests {
         let ctx = Plan::new(&spec, 42, spec.context_length - 2, None);
         assert_eq!(ctx.output_tokens, 2);
         assert_eq!(ctx.done_reason, "length");
-        assert_eq!(a.context(7).len(), (a.prompt_tokens + a.output_tokens) as usize);
+        assert_eq!(
+            a.context(7).len(),
+            (a.prompt_tokens + a.output_tokens) as usize
+        );
     }
 
     #[test]

@@ -28,7 +28,11 @@ pub(crate) const SERVER_BUSY: &str =
     "server busy, please try again.  maximum pending requests exceeded";
 
 /// Builds a response with a static content type.
-pub(crate) fn response(status: StatusCode, content_type: &'static str, body: SimBody) -> Response<SimBody> {
+pub(crate) fn response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: SimBody,
+) -> Response<SimBody> {
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     resp.headers_mut()
@@ -64,12 +68,24 @@ pub(crate) fn openai_error(status: StatusCode, message: &str, charset: bool) -> 
     out.extend_from_slice(b",\"type\":\"");
     out.extend_from_slice(kind.as_bytes());
     out.extend_from_slice(b"\",\"param\":null,\"code\":null}}\n");
-    response(status, if charset { JSON_UTF8 } else { JSON }, SimBody::full(out))
+    response(
+        status,
+        if charset { JSON_UTF8 } else { JSON },
+        SimBody::full(out),
+    )
 }
 
 /// A plain-text response (gin's 404/405 bodies, `GET /`).
-pub(crate) fn text(status: StatusCode, content_type: &'static str, body: &'static str) -> Response<SimBody> {
-    response(status, content_type, SimBody::full(Bytes::from_static(body.as_bytes())))
+pub(crate) fn text(
+    status: StatusCode,
+    content_type: &'static str,
+    body: &'static str,
+) -> Response<SimBody> {
+    response(
+        status,
+        content_type,
+        SimBody::full(Bytes::from_static(body.as_bytes())),
+    )
 }
 
 /// Appends `s` as a JSON string literal with Go's HTML escaping.
@@ -163,6 +179,29 @@ pub(crate) fn decode_body<T: DeserializeOwned>(body: &[u8], go_type: &str) -> Re
         return Err(BodyError {
             message: "missing request body".to_owned(),
         });
+    }
+    // Go decodes only objects into a request struct; `null` leaves it empty, any other
+    // top-level kind is an unmarshal error (serde would accept an array as a struct).
+    let first = body.iter().copied().find(|b| !b.is_ascii_whitespace());
+    if let Some(first) = first.filter(|b| *b != b'{') {
+        if let Some(syntax) = go_syntax_error(body) {
+            return Err(BodyError { message: syntax });
+        }
+        let kind = match first {
+            b'[' => "array",
+            b'"' => "string",
+            b't' | b'f' => "bool",
+            b'-' | b'0'..=b'9' => "number",
+            b'n' if body.trim_ascii().starts_with(b"null") => {
+                return decode_body(b"{}", go_type);
+            }
+            _ => "value",
+        };
+        if kind != "value" {
+            return Err(BodyError {
+                message: format!("json: cannot unmarshal {kind} into Go value of type api.{go_type}"),
+            });
+        }
     }
     let mut stream = serde_json::Deserializer::from_slice(body).into_iter::<T>();
     match stream.next() {
@@ -265,8 +304,10 @@ fn go_syntax_error(body: &[u8]) -> Option<String> {
                     i += 1;
                 } else if c == b'"' {
                     stack.push(Ctx::ObjectKey);
-                    if let Some(e) = scan_string(body, &mut i) {
-                        return e;
+                    match scan_string(body, &mut i) {
+                        Scan::Ok => {}
+                        Scan::Eof => return None,
+                        Scan::Bad(e) => return Some(e),
                     }
                     skip_ws(&mut i);
                     let c = *body.get(i)?;
@@ -291,16 +332,16 @@ fn go_syntax_error(body: &[u8]) -> Option<String> {
                     continue;
                 }
             }
-            b'"' => {
-                if let Some(e) = scan_string(body, &mut i) {
-                    return e;
-                }
-            }
-            b'-' | b'0'..=b'9' => {
-                if let Some(e) = scan_number(body, &mut i) {
-                    return e;
-                }
-            }
+            b'"' => match scan_string(body, &mut i) {
+                Scan::Ok => {}
+                Scan::Eof => return None,
+                Scan::Bad(e) => return Some(e),
+            },
+            b'-' | b'0'..=b'9' => match scan_number(body, &mut i) {
+                Scan::Ok => {}
+                Scan::Eof => return None,
+                Scan::Bad(e) => return Some(e),
+            },
             b't' | b'f' | b'n' => {
                 let word: &[u8] = match c {
                     b't' => b"true",
@@ -323,9 +364,7 @@ fn go_syntax_error(body: &[u8]) -> Option<String> {
         }
         // A value just ended: close containers or continue them.
         loop {
-            let Some(top) = stack.last().copied() else {
-                return None;
-            };
+            let top = stack.last().copied()?;
             skip_ws(&mut i);
             let c = *body.get(i)?;
             match (top, c) {
@@ -336,8 +375,10 @@ fn go_syntax_error(body: &[u8]) -> Option<String> {
                     if c != b'"' {
                         return err(c, "looking for beginning of object key string");
                     }
-                    if let Some(e) = scan_string(body, &mut i) {
-                        return e;
+                    match scan_string(body, &mut i) {
+                        Scan::Ok => {}
+                        Scan::Eof => return None,
+                        Scan::Bad(e) => return Some(e),
                     }
                     skip_ws(&mut i);
                     let c = *body.get(i)?;
@@ -363,20 +404,28 @@ fn go_syntax_error(body: &[u8]) -> Option<String> {
     }
 }
 
-/// Scans a string starting at the opening quote. `Some(Some(msg))` is a syntax error,
-/// `Some(None)` is end of input, `None` is success.
-fn scan_string(body: &[u8], i: &mut usize) -> Option<Option<String>> {
+/// The outcome of scanning one token.
+enum Scan {
+    Ok,
+    /// The input ended inside the token (Go: `unexpected EOF`).
+    Eof,
+    /// A syntax error with Go's text.
+    Bad(String),
+}
+
+/// Scans a string starting at the opening quote.
+fn scan_string(body: &[u8], i: &mut usize) -> Scan {
     *i += 1;
     loop {
         let Some(&c) = body.get(*i) else {
-            return Some(None);
+            return Scan::Eof;
         };
         *i += 1;
         match c {
-            b'"' => return None,
+            b'"' => return Scan::Ok,
             b'\\' => {
                 let Some(&e) = body.get(*i) else {
-                    return Some(None);
+                    return Scan::Eof;
                 };
                 *i += 1;
                 match e {
@@ -384,42 +433,45 @@ fn scan_string(body: &[u8], i: &mut usize) -> Option<Option<String>> {
                     b'u' => {
                         for _ in 0..4 {
                             let Some(&h) = body.get(*i) else {
-                                return Some(None);
+                                return Scan::Eof;
                             };
                             if !h.is_ascii_hexdigit() {
-                                return Some(Some(format!(
+                                return Scan::Bad(format!(
                                     "invalid character {} in \\u hexadecimal character escape",
                                     quote_char(h)
-                                )));
+                                ));
                             }
                             *i += 1;
                         }
                     }
                     other => {
-                        return Some(Some(format!(
+                        return Scan::Bad(format!(
                             "invalid character {} in string escape code",
                             quote_char(other)
-                        )));
+                        ));
                     }
                 }
             }
             0..=0x1f => {
-                return Some(Some(format!(
+                return Scan::Bad(format!(
                     "invalid character {} in string literal",
                     quote_char(c)
-                )));
+                ));
             }
             _ => {}
         }
     }
 }
 
-/// Scans a number; the same `Option<Option<_>>` protocol as [`scan_string`].
-fn scan_number(body: &[u8], i: &mut usize) -> Option<Option<String>> {
-    let digit_err = |c: u8, ctx: &str| Some(Some(format!("invalid character {} {ctx}", quote_char(c))));
+/// Scans a number.
+fn scan_number(body: &[u8], i: &mut usize) -> Scan {
+    let digit_err =
+        |c: u8, ctx: &str| Scan::Bad(format!("invalid character {} {ctx}", quote_char(c)));
     if body[*i] == b'-' {
         *i += 1;
-        let c = *body.get(*i).ok_or(()).ok()?;
+        let Some(&c) = body.get(*i) else {
+            return Scan::Eof;
+        };
         if !c.is_ascii_digit() {
             return digit_err(c, "in numeric literal");
         }
@@ -434,7 +486,7 @@ fn scan_number(body: &[u8], i: &mut usize) -> Option<Option<String>> {
     if body.get(*i) == Some(&b'.') {
         *i += 1;
         let Some(&c) = body.get(*i) else {
-            return Some(None);
+            return Scan::Eof;
         };
         if !c.is_ascii_digit() {
             return digit_err(c, "after decimal point in numeric literal");
@@ -449,7 +501,7 @@ fn scan_number(body: &[u8], i: &mut usize) -> Option<Option<String>> {
             *i += 1;
         }
         let Some(&c) = body.get(*i) else {
-            return Some(None);
+            return Scan::Eof;
         };
         if !c.is_ascii_digit() {
             return digit_err(c, "in exponent of numeric literal");
@@ -458,7 +510,7 @@ fn scan_number(body: &[u8], i: &mut usize) -> Option<Option<String>> {
             *i += 1;
         }
     }
-    None
+    Scan::Ok
 }
 
 /// Parses a Go `time.ParseDuration` string into signed nanoseconds, with Go's error
@@ -536,14 +588,35 @@ mod tests {
     fn decode_errors_read_like_go() {
         assert_eq!(msg(""), "missing request body");
         assert_eq!(msg("  \n"), "missing request body");
-        assert_eq!(msg("x"), "invalid character 'x' looking for beginning of value");
-        assert_eq!(msg("{model"), "invalid character 'm' looking for beginning of object key string");
-        assert_eq!(msg("{\"model\" 1"), "invalid character '1' after object key");
-        assert_eq!(msg("{\"model\":\"a\" \"b\""), "invalid character '\"' after object key:value pair");
-        assert_eq!(msg("{\"model\":tru}"), "invalid character '}' in literal true (expecting 'e')");
+        assert_eq!(
+            msg("x"),
+            "invalid character 'x' looking for beginning of value"
+        );
+        assert_eq!(
+            msg("{model"),
+            "invalid character 'm' looking for beginning of object key string"
+        );
+        assert_eq!(
+            msg("{\"model\" 1"),
+            "invalid character '1' after object key"
+        );
+        assert_eq!(
+            msg("{\"model\":\"a\" \"b\""),
+            "invalid character '\"' after object key:value pair"
+        );
+        assert_eq!(
+            msg("{\"model\":tru}"),
+            "invalid character '}' in literal true (expecting 'e')"
+        );
         assert_eq!(msg("{\"model\":\"a\""), "unexpected EOF");
-        assert_eq!(msg("[1,2]"), "json: cannot unmarshal array into Go value of type api.GenerateRequest");
-        assert_eq!(msg("{\"model\":1}"), "json: cannot unmarshal number into Go value of type string");
+        assert_eq!(
+            msg("[1,2]"),
+            "json: cannot unmarshal array into Go value of type api.GenerateRequest"
+        );
+        assert_eq!(
+            msg("{\"model\":1}"),
+            "json: cannot unmarshal number into Go value of type string"
+        );
         // Trailing data after the first value is ignored, as with Go's json.Decoder.
         assert!(decode_body::<Req>(b"{\"model\":\"a\"} trailing", "GenerateRequest").is_ok());
     }
