@@ -172,13 +172,18 @@ impl Registry {
     }
 }
 
+/// The bare-hex digest of a spec: the configured one, else one derived from its name.
+pub(crate) fn digest_of(spec: &ModelSpec) -> String {
+    if spec.digest.is_empty() {
+        derived_digest(&canonical_name(&spec.name))
+    } else {
+        spec.digest.to_ascii_lowercase()
+    }
+}
+
 impl LocalModel {
     fn new(name: String, spec: Arc<ModelSpec>, modified_at: SystemTime) -> Self {
-        let digest = if spec.digest.is_empty() {
-            derived_digest(&name)
-        } else {
-            spec.digest.to_ascii_lowercase()
-        };
+        let digest = digest_of(&spec);
         LocalModel {
             name,
             spec,

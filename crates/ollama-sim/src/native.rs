@@ -557,11 +557,7 @@ pub(crate) async fn pull(ctx: Ctx, body: &[u8]) -> Answer {
             let _ = tx.send(Piece::Data(Bytes::from(e))).await;
             return;
         };
-        let digest = if spec.digest.is_empty() {
-            format!("{:064x}", textgen::hash_bytes(0, spec.name.as_bytes()))
-        } else {
-            spec.digest.clone()
-        };
+        let digest = crate::models::digest_of(&spec);
         let status = format!("pulling {}", &digest[..12.min(digest.len())]);
         let sha = format!("sha256:{digest}");
         let total = spec.size;
@@ -571,7 +567,10 @@ pub(crate) async fn pull(ctx: Ctx, body: &[u8]) -> Answer {
                 status: &status,
                 digest: Some(&sha),
                 total: Some(total),
-                completed: Some(total / steps * step),
+                completed: Some(
+                    u64::try_from(u128::from(total) * u128::from(step) / u128::from(steps))
+                        .unwrap_or(total),
+                ),
             });
             if tx.send(Piece::Data(p)).await.is_err() {
                 return;

@@ -199,7 +199,9 @@ pub(crate) fn decode_body<T: DeserializeOwned>(body: &[u8], go_type: &str) -> Re
         };
         if kind != "value" {
             return Err(BodyError {
-                message: format!("json: cannot unmarshal {kind} into Go value of type api.{go_type}"),
+                message: format!(
+                    "json: cannot unmarshal {kind} into Go value of type api.{go_type}"
+                ),
             });
         }
     }
