@@ -11,6 +11,12 @@ pub(crate) enum BareUnit {
     Millis,
 }
 
+/// Parses a command-line duration: `90` (seconds), `250ms`, `1.5s`, `2m`, `1h`. The error
+/// names the text and says what was wrong.
+pub fn parse_duration_arg(text: &str) -> Result<Duration, String> {
+    parse_duration(text, BareUnit::Seconds)
+}
+
 /// Parses a non-negative duration; the error says what was wrong with `text`.
 pub(crate) fn parse_duration(text: &str, bare: BareUnit) -> Result<Duration, String> {
     let t = text.trim();

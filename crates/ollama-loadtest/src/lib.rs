@@ -10,6 +10,7 @@
 
 mod config;
 mod duration;
+mod engine;
 mod prompts;
 mod recorder;
 mod report;
@@ -17,11 +18,14 @@ mod schedule;
 mod slo;
 mod stats;
 mod threshold;
+mod upstream;
 
 pub use config::{
     AbortLimits, ClientSettings, ConfigError, Endpoint, LoadTestConfig, Mode, ModelOptions,
     PromptOrder, Stop, WeightedModel, Workload,
 };
+pub use duration::parse_duration_arg;
+pub use engine::{LoadTest, LoadTestError, ProgressHandle, run};
 pub use prompts::{Prompts, PromptsError};
 pub use recorder::Progress;
 pub use report::{

@@ -63,7 +63,7 @@ pub struct ToolInfo {
     pub name: String,
     /// Crate version.
     pub version: String,
-    /// Git revision the binary was built from (`-dirty` when the tree had changes), if known.
+    /// Git revision (commit) the binary was built from, if it was built in a git checkout.
     pub git_revision: Option<String>,
 }
 
