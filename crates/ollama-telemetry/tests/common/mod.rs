@@ -6,9 +6,10 @@
 use std::future::Future;
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-use ollama_client::Client;
+use ollama_client::{Client, GenerateRequest};
 use ollama_sim::{ModelSpec, Sim, SimConfig, SimHandle};
 use ollama_telemetry::{EventLog, EventsConfig, InstrumentedClient, RequestEvent, TelemetryConfig};
 
@@ -135,6 +136,51 @@ impl Recorded {
             })
             .sum()
     }
+}
+
+/// Sends `total` generate requests from `concurrency` tasks; returns requests per second.
+pub(crate) async fn hammer(client: &InstrumentedClient, total: usize, concurrency: usize) -> f64 {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let client = client.clone();
+        // Spread `total` over the workers; the first `total % concurrency` do one more.
+        let count = total / concurrency + usize::from(worker < total % concurrency);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..count {
+                client
+                    .generate(GenerateRequest::new(CHAT_MODEL, "hi"))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+pub(crate) async fn instant_sim() -> SimHandle {
+    Sim::start(SimConfig::instant()).await.unwrap()
+}
+
+pub(crate) fn pooled_client(sim: &SimHandle) -> Client {
+    Client::builder()
+        .base_url(sim.base_url())
+        .max_connections(200)
+        .max_keepalive_connections(200)
+        .build()
+        .unwrap()
+}
+
+/// An instrumented client sending its events to `log`.
+pub(crate) fn client_with_log(sim: &SimHandle, log: &EventLog) -> InstrumentedClient {
+    let config = TelemetryConfig {
+        events: EventsConfig::Log(log.clone()),
+        ..TelemetryConfig::default()
+    };
+    InstrumentedClient::new(pooled_client(sim), config).unwrap()
 }
 
 /// A writer into shared memory, so a test can read the events back.
