@@ -514,9 +514,11 @@ impl Client {
         if e.is_connect() {
             return Error::connect(self.inner.config.base_url.clone(), Some(Box::new(e)));
         }
-        Error::other(
-            "the connection failed before the response head arrived",
-            Some(Box::new(e)),
+        // The request went out on a connection that then closed or broke: the response
+        // was cut before it began. Not retried, because the server may have acted on it.
+        Error::truncated_by(
+            "the connection closed before the response head arrived",
+            Box::new(e),
         )
     }
 }

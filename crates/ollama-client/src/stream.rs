@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::Stream;
 use http_body::Body;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 use tokio::time::Sleep;
@@ -176,6 +177,30 @@ impl<T: StreamItem> ResponseStream<T> {
                 Poll::Ready(Some(Err(_))) | Poll::Pending => return,
             }
         }
+    }
+}
+
+impl<T> Drop for ResponseStream<T> {
+    /// A stream dropped after its final item usually has only the body's end marker left
+    /// in flight. Reading that in the background lets the socket go back to the pool
+    /// instead of being closed. A stream dropped earlier is closed at once, which tells
+    /// Ollama to stop generating.
+    fn drop(&mut self) {
+        if !self.seen_final || self.finished {
+            return;
+        }
+        let (Some(mut body), Ok(rt)) = (self.body.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let limit = self.idle_timeout.min(Duration::from_secs(5));
+        // The lease goes along: the request is in flight until its body has ended.
+        let lease = self.lease.take();
+        rt.spawn(async move {
+            let drain = async { while let Some(Ok(_)) = body.frame().await {} };
+            let _ = tokio::time::timeout(limit, drain).await;
+            drop(lease);
+        });
     }
 }
 

@@ -454,8 +454,13 @@ impl GenerateRequest {
         shift: bool,
         /// Sets `logprobs`.
         logprobs: bool,
-        /// Sets `top_logprobs`.
-        top_logprobs: u32,
+    }
+
+    /// Sets `top_logprobs` (0..=20).
+    #[must_use]
+    pub fn top_logprobs(mut self, n: u32) -> Self {
+        self.top_logprobs = Some(n);
+        self
     }
 }
 
@@ -595,8 +600,13 @@ impl ChatRequest {
         shift: bool,
         /// Sets `logprobs`.
         logprobs: bool,
-        /// Sets `top_logprobs`.
-        top_logprobs: u32,
+    }
+
+    /// Sets `top_logprobs` (0..=20).
+    #[must_use]
+    pub fn top_logprobs(mut self, n: u32) -> Self {
+        self.top_logprobs = Some(n);
+        self
     }
 }
 
@@ -728,11 +738,16 @@ impl EmbedRequest {
         }
     }
 
+    /// Sets `dimensions`: vectors are cut to this length (and normalised again).
+    #[must_use]
+    pub fn dimensions(mut self, n: u32) -> Self {
+        self.dimensions = Some(n);
+        self
+    }
+
     setters! {
         /// Sets `truncate`.
         truncate: bool,
-        /// Sets `dimensions`.
-        dimensions: u32,
         /// Sets `keep_alive`.
         keep_alive: KeepAlive,
         /// Sets `options`.

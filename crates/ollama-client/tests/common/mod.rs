@@ -1,0 +1,63 @@
+//! Shared setup for the black-box tests: a simulator on an ephemeral loopback port and a
+//! client pointed at it.
+#![allow(dead_code, unreachable_pub)] // Each test binary uses a different part of this.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use ollama_client::{Client, ClientBuilder};
+use ollama_sim::{Sim, SimConfig, SimHandle};
+
+/// The chat model of the default sim config.
+pub const MODEL: &str = "llama3.2:latest";
+/// The embedding model of the default sim config.
+pub const EMBED_MODEL: &str = "all-minilm:latest";
+
+/// A sim with the default models, its simulated delays running 100x faster.
+pub async fn fast_sim() -> SimHandle {
+    sim(SimConfig {
+        time_scale: 0.01,
+        ..SimConfig::default()
+    })
+    .await
+}
+
+/// A sim with `config`.
+pub async fn sim(config: SimConfig) -> SimHandle {
+    Sim::start(config).await.unwrap()
+}
+
+/// A builder for the sim at `sim` with test-friendly retry delays and no verification.
+pub fn builder(sim: &SimHandle) -> ClientBuilder {
+    Client::builder()
+        .base_url(sim.base_url())
+        .retry_delay(Duration::from_millis(10))
+        .verify_on_init(false)
+}
+
+/// A client for `sim` with the default limits.
+pub fn client(sim: &SimHandle) -> Client {
+    builder(sim).build().unwrap()
+}
+
+/// Polls `check` until it holds or `limit` passes; returns whether it held.
+pub async fn eventually<F: FnMut() -> bool>(limit: Duration, mut check: F) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Runs `f` and fails the test if it takes longer than `limit` ("nothing hangs").
+pub async fn within<T>(limit: Duration, f: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(limit, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("did not finish within {limit:?}"),
+    }
+}
