@@ -165,6 +165,7 @@ async fn schedule(
     plan: Plan,
     openai: bool,
 ) -> Result<Job, Response<SimBody>> {
+    let waiting = ctx.shared.counters.wait();
     let lease = match ctx.shared.sched.acquire(model, keep_alive).await {
         Ok(lease) => lease,
         Err(SchedError::QueueFull) => {
@@ -182,6 +183,7 @@ async fn schedule(
             RUNNER_ERROR,
         ));
     };
+    drop(waiting);
     Ok(Job {
         shared: ctx.shared.clone(),
         model: model.clone(),

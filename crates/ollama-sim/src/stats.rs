@@ -105,6 +105,9 @@ pub struct SimStats {
     pub in_flight_requests: u64,
     /// The highest `in_flight_requests` seen since start.
     pub max_in_flight_requests: u64,
+    /// Requests waiting right now for a model load or a parallel slot (the server-side
+    /// queue a load test builds up).
+    pub waiting_requests: u64,
     /// Models loaded (cold loads performed) since start.
     pub model_loads: u64,
     /// Requests answered 503 because the scheduler queue was full (not injected faults).
@@ -128,6 +131,7 @@ pub(crate) struct Counters {
     pub(crate) connections_accepted: AtomicU64,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
+    waiting: AtomicU64,
     pub(crate) model_loads: AtomicU64,
     pub(crate) queue_rejections: AtomicU64,
     pub(crate) faults_injected: AtomicU64,
@@ -161,10 +165,27 @@ impl Counters {
             connections_accepted: self.connections_accepted.load(Ordering::Relaxed),
             in_flight_requests: self.in_flight.load(Ordering::Relaxed),
             max_in_flight_requests: self.max_in_flight.load(Ordering::Relaxed),
+            waiting_requests: self.waiting.load(Ordering::Relaxed),
             model_loads: self.model_loads.load(Ordering::Relaxed),
             queue_rejections: self.queue_rejections.load(Ordering::Relaxed),
             faults_injected: self.faults_injected.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// One request waiting for a load or a slot; dropping it ends the wait.
+pub(crate) struct Waiting<'a>(&'a Counters);
+
+impl Counters {
+    pub(crate) fn wait(&self) -> Waiting<'_> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        Waiting(self)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
