@@ -62,7 +62,8 @@ pub const MODEL_LOAD_BUCKETS: &[f64] = &[
 /// Bounds for generation speed in tokens per second: a CPU-bound large model to a small model
 /// on a fast GPU.
 pub const TOKENS_PER_SECOND_BUCKETS: &[f64] = &[
-    1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0, 500.0, 1000.0,
+    1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0, 500.0, 1000.0, 2000.0,
+    5000.0,
 ];
 /// Bounds for the queue-wait estimate: 1 ms to 10 min.
 pub const QUEUE_WAIT_BUCKETS: &[f64] = &[

@@ -56,12 +56,11 @@ async fn a_slow_sink_never_slows_requests() {
     assert!(slow_stats.dropped > 0);
     assert_eq!(fast_log.stats().dropped, 0);
     assert!(
-        slow_rate >= 0.6 * fast_rate,
+        slow_rate >= 0.5 * fast_rate,
         "a slow sink slowed requests: {slow_rate:.0}/s against {fast_rate:.0}/s"
     );
     drop((fast, slow));
     sim.shutdown().await;
     // Dropping the last handle of the slow log waits for it to write its (small) queue.
     drop(slow_log);
-
 }
