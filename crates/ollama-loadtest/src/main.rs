@@ -303,11 +303,11 @@ async fn run(args: Args) -> Result<ExitCode> {
     let cancel = test.cancel_token();
     let interrupted = tokio::spawn({
         let cancel = cancel.clone();
+        let signal = interrupt_signal()?;
         async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("ollama-loadtest: interrupted, stopping and writing a partial report");
-                cancel.cancel();
-            }
+            signal.await;
+            eprintln!("ollama-loadtest: interrupted, stopping and writing a partial report");
+            cancel.cancel();
         }
     });
     let progress = std::io::stderr()
@@ -349,6 +349,27 @@ async fn run(args: Args) -> Result<ExitCode> {
         0
     };
     Ok(ExitCode::from(code))
+}
+
+/// A future that completes on Ctrl-C / SIGINT. On Unix the handler is registered here,
+/// before the test starts, so an early SIGINT still yields a partial report instead of
+/// killing the process.
+#[cfg(unix)]
+fn interrupt_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sigint = signal(SignalKind::interrupt()).context("could not install the SIGINT handler")?;
+    Ok(async move {
+        sigint.recv().await;
+    })
+}
+
+#[cfg(not(unix))]
+fn interrupt_signal() -> Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    })
 }
 
 fn spawn_progress(test: &LoadTest, total: Option<u64>) -> (ProgressBar, tokio::task::JoinHandle<()>) {
