@@ -326,7 +326,9 @@ impl LoadTestConfig {
             Mode::Open { rate, .. } if !(rate.is_finite() && rate > 0.0) => {
                 return bad("rate must be a positive number of requests per second");
             }
-            Mode::Open { max_in_flight: 0, .. } => return bad("max_in_flight must be at least 1"),
+            Mode::Open {
+                max_in_flight: 0, ..
+            } => return bad("max_in_flight must be at least 1"),
             _ => {}
         }
         match self.stop {
@@ -389,8 +391,14 @@ mod tests {
 
     #[test]
     fn invalid_configs_are_rejected() {
-        let mut c = LoadTestConfig::default();
-        c.mode = Mode::Open { rate: 0.0, arrival: Arrival::Constant, max_in_flight: 10 };
+        let c = LoadTestConfig {
+            mode: Mode::Open {
+                rate: 0.0,
+                arrival: Arrival::Constant,
+                max_in_flight: 10,
+            },
+            ..LoadTestConfig::default()
+        };
         assert!(c.validate().unwrap_err().to_string().contains("rate"));
         let mut c = LoadTestConfig::default();
         c.workload.endpoint = Endpoint::Embed;

@@ -55,7 +55,10 @@ mod tests {
         assert_eq!(ms("2m"), Duration::from_secs(120));
         assert_eq!(ms("250"), Duration::from_millis(250));
         assert_eq!(ms("100us"), Duration::from_micros(100));
-        assert_eq!(parse_duration("30", BareUnit::Seconds).unwrap(), Duration::from_secs(30));
+        assert_eq!(
+            parse_duration("30", BareUnit::Seconds).unwrap(),
+            Duration::from_secs(30)
+        );
         assert_eq!(ms("1h 30m"), Duration::from_secs(5400));
     }
 

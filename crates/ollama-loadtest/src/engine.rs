@@ -302,7 +302,11 @@ impl LoadTest {
                 closed_loop(&ctx, &tasks, workers, delay, c.ramp, c.stop);
                 None
             }
-            Mode::Open { rate, arrival, max_in_flight } => {
+            Mode::Open {
+                rate,
+                arrival,
+                max_in_flight,
+            } => {
                 let schedule = Schedule::new(rate, arrival, c.ramp, c.seed);
                 Some(open_loop(&ctx, &tasks, schedule, max_in_flight, c.stop).await)
             }
@@ -320,7 +324,11 @@ impl LoadTest {
             &mut *lock(&shared.recorder),
             Recorder::new(start, open, 0, 0, None, 0),
         );
-        let window = recorder.window(if partial || abandoned > 0 { ended } else { start });
+        let window = recorder.window(if partial || abandoned > 0 {
+            ended
+        } else {
+            start
+        });
         let aggregates = recorder.finish(window)?;
         let mut summary = aggregates.summary;
         summary.abandoned = abandoned;
@@ -344,7 +352,11 @@ impl LoadTest {
                 arrival: arrival_name(arrival).to_owned(),
                 sent: d.sent,
                 // Between the first and last of n sends lie n - 1 intervals.
-                achieved_rate: if span > 0.0 { (d.sent - 1) as f64 / span } else { 0.0 },
+                achieved_rate: if span > 0.0 {
+                    (d.sent - 1) as f64 / span
+                } else {
+                    0.0
+                },
                 schedule_lag_ms: aggregates.schedule_lag.clone(),
                 max_in_flight,
                 max_in_flight_hits: d.cap_hits,
@@ -409,7 +421,14 @@ fn arrival_name(a: Arrival) -> &'static str {
 
 /// Closed loop: each worker sends its next request when the previous one finished (plus
 /// think time). Workers start spread over the ramp. Returns once the workers are spawned.
-fn closed_loop(ctx: &Arc<Ctx>, tasks: &TaskTracker, workers: usize, delay: Duration, ramp: Option<Duration>, stop: Stop) {
+fn closed_loop(
+    ctx: &Arc<Ctx>,
+    tasks: &TaskTracker,
+    workers: usize,
+    delay: Duration,
+    ramp: Option<Duration>,
+    stop: Stop,
+) {
     let next = Arc::new(AtomicU64::new(0));
     let deadline = match stop {
         Stop::Duration(d) => Some(ctx.shared.start + d),
@@ -452,7 +471,13 @@ fn closed_loop(ctx: &Arc<Ctx>, tasks: &TaskTracker, workers: usize, delay: Durat
 /// Open loop: sends request `i` at its scheduled time whatever the server is doing, each
 /// in its own task, with at most `max_in_flight` in flight. Returns when the schedule is
 /// exhausted (count or duration) or the run halts.
-async fn open_loop(ctx: &Arc<Ctx>, tasks: &TaskTracker, schedule: Schedule, max_in_flight: usize, stop: Stop) -> Dispatch {
+async fn open_loop(
+    ctx: &Arc<Ctx>,
+    tasks: &TaskTracker,
+    schedule: Schedule,
+    max_in_flight: usize,
+    stop: Stop,
+) -> Dispatch {
     let slots = Arc::new(Semaphore::new(max_in_flight));
     let halt = &ctx.shared.halt;
     let mut d = Dispatch::default();
@@ -514,9 +539,17 @@ fn config_record(c: &LoadTestConfig, env: &Environment) -> ConfigRecord {
     let w = &c.workload;
     let (workers, delay, rate, arrival, max_in_flight) = match c.mode {
         Mode::Closed { workers, delay } => (workers, secs(delay), None, None, None),
-        Mode::Open { rate, arrival, max_in_flight } => {
-            (0, 0.0, Some(rate), Some(arrival_name(arrival).to_owned()), Some(max_in_flight))
-        }
+        Mode::Open {
+            rate,
+            arrival,
+            max_in_flight,
+        } => (
+            0,
+            0.0,
+            Some(rate),
+            Some(arrival_name(arrival).to_owned()),
+            Some(max_in_flight),
+        ),
     };
     ConfigRecord {
         requests: match c.stop {
@@ -551,7 +584,10 @@ fn config_record(c: &LoadTestConfig, env: &Environment) -> ConfigRecord {
         models: w
             .models
             .iter()
-            .map(|m| ModelWeightRecord { name: m.name.clone(), weight: m.weight })
+            .map(|m| ModelWeightRecord {
+                name: m.name.clone(),
+                weight: m.weight,
+            })
             .collect(),
         prompts_file: w.prompts.file().map(|p| p.display().to_string()),
         prompt_count: w.prompts.len(),
@@ -581,8 +617,14 @@ mod tests {
     fn model_mix_follows_the_weights() {
         let mut c = LoadTestConfig::default();
         c.workload.models = vec![
-            WeightedModel { name: "a".into(), weight: 3 },
-            WeightedModel { name: "b".into(), weight: 1 },
+            WeightedModel {
+                name: "a".into(),
+                weight: 3,
+            },
+            WeightedModel {
+                name: "b".into(),
+                weight: 1,
+            },
         ];
         let plan = Plan::new(&c);
         let picks: Vec<usize> = (0..400).map(|i| plan.pick(i).0).collect();

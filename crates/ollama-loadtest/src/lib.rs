@@ -31,8 +31,8 @@ pub use recorder::Progress;
 pub use report::{
     Abort, AbortLimitsRecord, ConfigRecord, Environment, ErrorSample, Goodput, HostInfo,
     LoadedModel, Metrics, ModelInfo, ModelStats, ModelWeightRecord, OpenLoop, OptionsRecord,
-    Report, ReportError, RequestSample, SCHEMA_VERSION, Samples, SecondBucket, SloRecord,
-    Summary, ToolInfo, WarmupSummary,
+    Report, ReportError, RequestSample, SCHEMA_VERSION, Samples, SecondBucket, SloRecord, Summary,
+    ToolInfo, WarmupSummary,
 };
 pub use schedule::Arrival;
 pub use slo::{Slo, SloParseError};

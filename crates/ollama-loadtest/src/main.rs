@@ -230,7 +230,9 @@ impl Args {
                 },
             },
             mode,
-            stop: self.duration.map_or(Stop::Requests(self.requests), Stop::Duration),
+            stop: self
+                .duration
+                .map_or(Stop::Requests(self.requests), Stop::Duration),
             warmup: self.warmup,
             ramp: self.ramp,
             seed: self.seed,
@@ -289,7 +291,11 @@ async fn run(args: Args) -> Result<ExitCode> {
         eprintln!(
             "ollama-loadtest: running against an embedded ollama-sim at {} ({}num_parallel {}, time scale {})",
             sim.base_url(),
-            if args.sim_instant { "instant models, " } else { "" },
+            if args.sim_instant {
+                "instant models, "
+            } else {
+                ""
+            },
             args.sim_parallel,
             args.sim_time_scale,
         );
@@ -334,9 +340,14 @@ async fn run(args: Args) -> Result<ExitCode> {
     } else {
         print_summary(&report, &output);
         for o in &outcomes {
-            let actual = o.actual.map_or_else(|| "not measured".to_owned(), |a| format!("{a:.3}"));
+            let actual = o
+                .actual
+                .map_or_else(|| "not measured".to_owned(), |a| format!("{a:.3}"));
             let verdict = if o.failed { "FAILED" } else { "ok" };
-            println!("  threshold     {:<28} actual {actual:<12} {verdict}", o.expression);
+            println!(
+                "  threshold     {:<28} actual {actual:<12} {verdict}",
+                o.expression
+            );
         }
     }
     let code = if report.aborted.is_some() {
@@ -357,7 +368,8 @@ async fn run(args: Args) -> Result<ExitCode> {
 #[cfg(unix)]
 fn interrupt_signal() -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut sigint = signal(SignalKind::interrupt()).context("could not install the SIGINT handler")?;
+    let mut sigint =
+        signal(SignalKind::interrupt()).context("could not install the SIGINT handler")?;
     Ok(async move {
         sigint.recv().await;
     })
@@ -372,7 +384,10 @@ fn interrupt_signal() -> Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-fn spawn_progress(test: &LoadTest, total: Option<u64>) -> (ProgressBar, tokio::task::JoinHandle<()>) {
+fn spawn_progress(
+    test: &LoadTest,
+    total: Option<u64>,
+) -> (ProgressBar, tokio::task::JoinHandle<()>) {
     let bar = total.map_or_else(ProgressBar::new_spinner, ProgressBar::new);
     let template = if total.is_some() {
         "{bar:30} {pos}/{len} {msg}"
@@ -392,7 +407,11 @@ fn spawn_progress(test: &LoadTest, total: Option<u64>) -> (ProgressBar, tokio::t
                 let p = handle.snapshot();
                 bar.set_position(p.completed);
                 let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}ms"));
-                let rate = if p.elapsed_seconds > 0.0 { p.completed as f64 / p.elapsed_seconds } else { 0.0 };
+                let rate = if p.elapsed_seconds > 0.0 {
+                    p.completed as f64 / p.elapsed_seconds
+                } else {
+                    0.0
+                };
                 bar.set_message(if p.warming_up {
                     "warming up".to_owned()
                 } else {
@@ -425,7 +444,10 @@ fn print_summary(r: &Report, output: &std::path::Path) {
         if c.stream { ", streamed" } else { "" }
     );
     if let Some(a) = &r.aborted {
-        println!("  ABORTED       after {:.1}s: {}", a.after_seconds, a.reason);
+        println!(
+            "  ABORTED       after {:.1}s: {}",
+            a.after_seconds, a.reason
+        );
     } else if r.partial {
         println!("  PARTIAL       interrupted before the stop condition");
     }
@@ -435,10 +457,16 @@ fn print_summary(r: &Report, output: &std::path::Path) {
     );
     println!(
         "  throughput    {:.1} req/s over {:.2}s, {:.1} output tokens/s, peak in flight {}",
-        s.requests_per_second, s.test_duration_seconds, s.output_tokens_per_second, s.peak_in_flight
+        s.requests_per_second,
+        s.test_duration_seconds,
+        s.output_tokens_per_second,
+        s.peak_in_flight
     );
     if let Some(g) = &r.goodput {
-        println!("  goodput       {} good ({:.2}%), {:.1} req/s", g.good_requests, g.good_percent, g.goodput_rps);
+        println!(
+            "  goodput       {} good ({:.2}%), {:.1} req/s",
+            g.good_requests, g.good_percent, g.goodput_rps
+        );
     }
     if let Some(o) = &r.open_loop {
         let lag = o.schedule_lag_ms.as_ref().map_or(0.0, |l| l.p99);
@@ -479,7 +507,10 @@ fn print_summary(r: &Report, output: &std::path::Path) {
         println!("  errors        {}", errors.join(", "));
     }
     if s.cold_loads > 0 {
-        println!("  cold loads    {} requests waited on a model load", s.cold_loads);
+        println!(
+            "  cold loads    {} requests waited on a model load",
+            s.cold_loads
+        );
     }
     println!("  report        {}", output.display());
 }

@@ -155,7 +155,9 @@ mod tests {
         let f = file("\"a\"\n\n{\"prompt\":\"b\",\"id\":2}\n\"c\"\n");
         let p = Prompts::from_jsonl(f.path()).unwrap();
         assert_eq!(p.len(), 3);
-        let rr: Vec<&str> = (0..4).map(|i| p.pick(i, PromptOrder::RoundRobin, 0)).collect();
+        let rr: Vec<&str> = (0..4)
+            .map(|i| p.pick(i, PromptOrder::RoundRobin, 0))
+            .collect();
         assert_eq!(rr, ["a", "b", "c", "a"]);
         let r1: Vec<&str> = (0..50).map(|i| p.pick(i, PromptOrder::Random, 9)).collect();
         let r2: Vec<&str> = (0..50).map(|i| p.pick(i, PromptOrder::Random, 9)).collect();
@@ -172,7 +174,10 @@ mod tests {
         assert!(e.contains(":2:"), "{e}");
         assert!(e.contains(&f.path().display().to_string()));
         let f = file("\n\n");
-        assert!(matches!(Prompts::from_jsonl(f.path()), Err(PromptsError::Empty { .. })));
+        assert!(matches!(
+            Prompts::from_jsonl(f.path()),
+            Err(PromptsError::Empty { .. })
+        ));
         assert!(Prompts::from_jsonl("/nonexistent/p.jsonl").is_err());
     }
 }

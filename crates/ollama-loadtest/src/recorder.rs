@@ -335,7 +335,12 @@ impl Recorder {
         let uncorrected = c.finished.saturating_duration_since(c.sent);
         let start_ms = ms(c.intended.saturating_duration_since(self.start));
         let index = c.index;
-        let at = When { index, model: c.model, intended: c.intended, finished: c.finished };
+        let at = When {
+            index,
+            model: c.model,
+            intended: c.intended,
+            finished: c.finished,
+        };
         match c.outcome {
             Err(f) => {
                 self.failures += 1;
@@ -395,7 +400,11 @@ impl Recorder {
             (Some(n), None) if n > 0 && !decode.is_zero() => {
                 // OpenAI endpoints report no eval time: count tokens after the first over
                 // the decode time when streamed, all of them over the request otherwise.
-                let counted = if s.first_token_at.is_some() { n.saturating_sub(1) } else { n };
+                let counted = if s.first_token_at.is_some() {
+                    n.saturating_sub(1)
+                } else {
+                    n
+                };
                 (counted > 0).then(|| counted as f64 / decode.as_secs_f64())
             }
             _ => None,
@@ -502,7 +511,11 @@ impl Recorder {
             total_requests: total,
             successes: self.successes,
             failures: self.failures,
-            success_rate: if total > 0 { self.successes as f64 * 100.0 / total as f64 } else { 0.0 },
+            success_rate: if total > 0 {
+                self.successes as f64 * 100.0 / total as f64
+            } else {
+                0.0
+            },
             test_duration_seconds: secs,
             requests_per_second: per_sec(total),
             latency_ms: dist(M::E2e).unwrap_or_default(),
@@ -536,7 +549,11 @@ impl Recorder {
         let goodput = self.slo.map(|slo| Goodput {
             slo: slo.record(),
             good_requests: self.good,
-            good_percent: if total > 0 { self.good as f64 * 100.0 / total as f64 } else { 0.0 },
+            good_percent: if total > 0 {
+                self.good as f64 * 100.0 / total as f64
+            } else {
+                0.0
+            },
             goodput_rps: per_sec(self.good),
         });
         let models = self
@@ -563,7 +580,11 @@ impl Recorder {
                     second: i as u64,
                     requests: s.requests,
                     errors: s.errors,
-                    latency_avg_ms: if ok > 0 { s.latency_sum_us as f64 / ok as f64 / 1e3 } else { 0.0 },
+                    latency_avg_ms: if ok > 0 {
+                        s.latency_sum_us as f64 / ok as f64 / 1e3
+                    } else {
+                        0.0
+                    },
                     latency_max_ms: s.latency_max_us as f64 / 1e3,
                     output_tokens: s.output_tokens,
                 }
@@ -613,9 +634,27 @@ mod tests {
         let mut r = Recorder::new(Instant::now(), false, 1, 10, None, 1);
         for i in 0..1000 {
             let c = if i % 10 == 0 {
-                done(&r, i, 5000, Err(Failure { kind: "server_busy".into(), status: Some(503), message: "busy".into(), server_busy: true }))
+                done(
+                    &r,
+                    i,
+                    5000,
+                    Err(Failure {
+                        kind: "server_busy".into(),
+                        status: Some(503),
+                        message: "busy".into(),
+                        server_busy: true,
+                    }),
+                )
             } else {
-                done(&r, i, 100, Ok(Success { output_tokens: Some(10), ..Success::default() }))
+                done(
+                    &r,
+                    i,
+                    100,
+                    Ok(Success {
+                        output_tokens: Some(10),
+                        ..Success::default()
+                    }),
+                )
             };
             r.record(c, "m");
         }
@@ -656,7 +695,7 @@ mod tests {
                     output_tokens: Some(10),
                     prompt_tokens: Some(5),
                     server: ServerTimings {
-                        total: Some(Duration::from_millis(1000)),
+                        total: Some(Duration::from_secs(1)),
                         load: Some(Duration::from_millis(10)),
                         prompt_eval: Some(Duration::from_millis(40)),
                         eval: Some(Duration::from_millis(900)),

@@ -566,10 +566,9 @@ impl Report {
             _ => PathBuf::from("."),
         };
         std::fs::create_dir_all(&dir).map_err(io)?;
-        let file_name = path.file_name().map_or_else(
-            || "report".to_owned(),
-            |n| n.to_string_lossy().into_owned(),
-        );
+        let file_name = path
+            .file_name()
+            .map_or_else(|| "report".to_owned(), |n| n.to_string_lossy().into_owned());
         let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
         let result = (|| {
             let mut file = std::fs::File::create(&tmp)?;
@@ -647,9 +646,17 @@ mod tests {
         std::fs::write(&path, r#"{"schema_version": 99, "summary": {}}"#).unwrap();
         let e = Report::read(&path).unwrap_err();
         assert!(matches!(e, ReportError::SchemaVersion { .. }));
-        assert!(e.to_string().contains("old.json") && e.to_string().contains("99"), "{e}");
+        assert!(
+            e.to_string().contains("old.json") && e.to_string().contains("99"),
+            "{e}"
+        );
         std::fs::write(&path, r#"{"timestamp": "x"}"#).unwrap();
-        assert!(Report::read(&path).unwrap_err().to_string().contains("missing"));
+        assert!(
+            Report::read(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("missing")
+        );
         std::fs::write(&path, "{not json").unwrap();
         let e = Report::read(&path).unwrap_err();
         assert!(matches!(e, ReportError::Json { .. }));

@@ -121,7 +121,10 @@ mod tests {
     #[test]
     fn ramp_grows_the_rate_linearly_then_holds_it() {
         let ramp = Duration::from_secs(10);
-        let t = secs(&mut Schedule::new(10.0, Arrival::Constant, Some(ramp), 1), 200);
+        let t = secs(
+            &mut Schedule::new(10.0, Arrival::Constant, Some(ramp), 1),
+            200,
+        );
         // 50 arrivals fit in the ramp (R T / 2), then 10 per second.
         let in_ramp = t.iter().filter(|&&x| x < 10.0 - 1e-9).count();
         assert_eq!(in_ramp, 50, "{t:?}");

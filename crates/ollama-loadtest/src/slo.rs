@@ -78,11 +78,18 @@ impl fmt::Display for Slo {
 
 impl Slo {
     /// Whether a successful request with these measurements meets every objective.
-    pub(crate) fn is_met(&self, e2e: Duration, ttft: Option<Duration>, tpot: Option<Duration>) -> bool {
+    pub(crate) fn is_met(
+        &self,
+        e2e: Duration,
+        ttft: Option<Duration>,
+        tpot: Option<Duration>,
+    ) -> bool {
         let within = |limit: Option<Duration>, value: Option<Duration>| {
             limit.is_none_or(|l| value.is_none_or(|v| v <= l))
         };
-        within(self.e2e, Some(e2e)) && within(self.ttft, Some(ttft.unwrap_or(e2e))) && within(self.tpot, tpot)
+        within(self.e2e, Some(e2e))
+            && within(self.ttft, Some(ttft.unwrap_or(e2e)))
+            && within(self.tpot, tpot)
     }
 
     pub(crate) fn record(&self) -> SloRecord {

@@ -132,7 +132,11 @@ pub enum HistogramError {
 impl EncodedHistogram {
     /// Serializes `histogram`, whose raw values are in `unit` and convert to the report
     /// unit by multiplying with `scale`.
-    pub fn encode(histogram: &Histogram<u64>, unit: &str, scale: f64) -> Result<Self, HistogramError> {
+    pub fn encode(
+        histogram: &Histogram<u64>,
+        unit: &str,
+        scale: f64,
+    ) -> Result<Self, HistogramError> {
         let mut bytes = Vec::new();
         V2DeflateSerializer::new()
             .serialize(histogram, &mut bytes)
@@ -296,7 +300,10 @@ mod tests {
         assert!((d.max - 10_000.0).abs() < 1e-9);
         for (q, got) in [(0.5, d.p50), (0.95, d.p95), (0.99, d.p99)] {
             let exact = values[(q * values.len() as f64).ceil() as usize - 1] as f64 / 1000.0;
-            assert!((got - exact).abs() / exact < 0.001, "q{q}: {got} vs {exact}");
+            assert!(
+                (got - exact).abs() / exact < 0.001,
+                "q{q}: {got} vs {exact}"
+            );
         }
     }
 
@@ -313,7 +320,11 @@ mod tests {
         let mut both = Track::micros();
         for v in 0..5000u64 {
             let x = v * 37 % 100_000 + 1;
-            if v % 2 == 0 { a.record(x) } else { b.record(x) }
+            if v % 2 == 0 {
+                a.record(x);
+            } else {
+                b.record(x);
+            }
             both.record(x);
         }
         let mut merged = a.encode().unwrap().decode().unwrap();

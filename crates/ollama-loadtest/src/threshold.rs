@@ -39,7 +39,10 @@ enum Op {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Metric {
     Scalar(&'static str),
-    Stat { stat: &'static str, dist: &'static str },
+    Stat {
+        stat: &'static str,
+        dist: &'static str,
+    },
 }
 
 const SCALARS: [&str; 7] = [
@@ -117,7 +120,10 @@ impl FromStr for Threshold {
         })?;
         let value = value.trim();
         let value = if is_time {
-            parse_duration(value, BareUnit::Millis).map_err(err)?.as_secs_f64() * 1e3
+            parse_duration(value, BareUnit::Millis)
+                .map_err(err)?
+                .as_secs_f64()
+                * 1e3
         } else {
             value
                 .trim_end_matches('%')
@@ -194,7 +200,10 @@ impl Threshold {
                     "queue_wait" => m.queue_wait_ms.as_ref(),
                     "server_wait" => m.server_wait_ms.as_ref(),
                     "load" => m.load_ms.as_ref(),
-                    "schedule_lag" => r.open_loop.as_ref().and_then(|o| o.schedule_lag_ms.as_ref()),
+                    "schedule_lag" => r
+                        .open_loop
+                        .as_ref()
+                        .and_then(|o| o.schedule_lag_ms.as_ref()),
                     "tps" => m.tokens_per_second.as_ref(),
                     _ => m.output_tokens.as_ref(),
                 };
@@ -212,7 +221,13 @@ mod tests {
     #[test]
     fn parses_times_rates_and_operators() {
         let t: Threshold = "p99_e2e>2s".parse().unwrap();
-        assert_eq!(t.metric, Metric::Stat { stat: "p99", dist: "e2e" });
+        assert_eq!(
+            t.metric,
+            Metric::Stat {
+                stat: "p99",
+                dist: "e2e"
+            }
+        );
         assert_eq!(t.op, Op::Gt);
         assert!((t.value - 2000.0).abs() < 1e-9);
         let t: Threshold = " success_rate < 99.5% ".parse().unwrap();
@@ -223,7 +238,13 @@ mod tests {
         assert_eq!(t.op, Op::Ge);
         assert!((t.value - 250.0).abs() < 1e-9);
         let t: Threshold = "p50_e2e_uncorrected<=1.5s".parse().unwrap();
-        assert_eq!(t.metric, Metric::Stat { stat: "p50", dist: "e2e_uncorrected" });
+        assert_eq!(
+            t.metric,
+            Metric::Stat {
+                stat: "p50",
+                dist: "e2e_uncorrected"
+            }
+        );
         assert_eq!(t.op, Op::Le);
         let t: Threshold = "p50_tps<20".parse().unwrap();
         assert!((t.value - 20.0).abs() < 1e-9);
@@ -231,7 +252,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_expressions_naming_them() {
-        for bad in ["p99_e2e", "p98_e2e>1s", "p99_latency>1s", "p99_e2e>soon", "rps>x", ">5"] {
+        for bad in [
+            "p99_e2e",
+            "p98_e2e>1s",
+            "p99_latency>1s",
+            "p99_e2e>soon",
+            "rps>x",
+            ">5",
+        ] {
             let e = bad.parse::<Threshold>().unwrap_err().to_string();
             assert!(e.contains(bad), "{bad}: {e}");
         }
@@ -241,7 +269,11 @@ mod tests {
         let mut r = Report::empty_for_tests();
         r.summary.total_requests = 100;
         r.summary.success_rate = success_rate;
-        r.metrics.e2e_ms = Some(Distribution { count: 1, p99: p99_ms, ..Distribution::default() });
+        r.metrics.e2e_ms = Some(Distribution {
+            count: 1,
+            p99: p99_ms,
+            ..Distribution::default()
+        });
         r
     }
 

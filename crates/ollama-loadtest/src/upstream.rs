@@ -146,7 +146,10 @@ impl Upstream {
     }
 
     async fn generate(&self, model: &str, prompt: &str) -> Result<Success, Error> {
-        let r = self.api.generate(self.generate_request(model, prompt)).await?;
+        let r = self
+            .api
+            .generate(self.generate_request(model, prompt))
+            .await?;
         Ok(native_success(&r))
     }
 
@@ -173,7 +176,10 @@ impl Upstream {
     }
 
     async fn openai(&self, model: &str, prompt: &str) -> Result<Success, Error> {
-        let r = self.api.openai_chat(self.openai_request(model, prompt)).await?;
+        let r = self
+            .api
+            .openai_chat(self.openai_request(model, prompt))
+            .await?;
         Ok(Success {
             output_tokens: r.usage.map(|u| u.completion_tokens),
             prompt_tokens: r.usage.map(|u| u.prompt_tokens),
@@ -183,7 +189,10 @@ impl Upstream {
     }
 
     async fn generate_stream(&self, model: &str, prompt: &str) -> Result<Success, Error> {
-        let stream = self.api.generate_stream(self.generate_request(model, prompt)).await?;
+        let stream = self
+            .api
+            .generate_stream(self.generate_request(model, prompt))
+            .await?;
         drain(stream, |r: &GenerateResponse| {
             let content = !r.response.is_empty();
             let thinking = r.thinking.as_deref().is_some_and(|t| !t.is_empty());
@@ -193,7 +202,10 @@ impl Upstream {
     }
 
     async fn chat_stream(&self, model: &str, prompt: &str) -> Result<Success, Error> {
-        let stream = self.api.chat_stream(self.chat_request(model, prompt)).await?;
+        let stream = self
+            .api
+            .chat_stream(self.chat_request(model, prompt))
+            .await?;
         drain(stream, |r: &ChatResponse| {
             let content = !r.message.content.is_empty();
             let thinking = r.message.thinking.as_deref().is_some_and(|t| !t.is_empty());
@@ -219,7 +231,13 @@ impl Upstream {
                 .first()
                 .and_then(|ch| ch.delta.reasoning.as_deref())
                 .is_some_and(|t| !t.is_empty());
-            token_timing(&mut s, &mut last_token, received_at, content || reasoning, content);
+            token_timing(
+                &mut s,
+                &mut last_token,
+                received_at,
+                content || reasoning,
+                content,
+            );
             if let Some(reason) = c.finish_reason() {
                 s.done_reason = Some(reason.to_owned());
             }
@@ -257,7 +275,10 @@ impl Upstream {
                 ..ModelInfo::default()
             };
             let tagged = format!("{name}:latest");
-            if let Some(t) = tags.iter().find(|t| t.name == *name || t.model == *name || t.name == tagged) {
+            if let Some(t) = tags
+                .iter()
+                .find(|t| t.name == *name || t.model == *name || t.name == tagged)
+            {
                 info.digest = Some(t.digest.clone());
                 info.size = Some(t.size);
                 info.details = serde_json::to_value(&t.details).unwrap_or_default();
@@ -337,7 +358,13 @@ fn native_success(r: &impl NativeFinal) -> Success {
 }
 
 /// Updates first-token, first-content and gap timing with one chunk.
-fn token_timing(s: &mut Success, last: &mut Option<Instant>, at: Instant, token: bool, content: bool) {
+fn token_timing(
+    s: &mut Success,
+    last: &mut Option<Instant>,
+    at: Instant,
+    token: bool,
+    content: bool,
+) {
     if token {
         if let Some(prev) = last.replace(at) {
             s.gaps.push(at.saturating_duration_since(prev));
@@ -351,7 +378,10 @@ fn token_timing(s: &mut Success, last: &mut Option<Instant>, at: Instant, token:
 
 /// Reads a native stream to its end. `classify` says whether a chunk carries a token
 /// (thinking included) and whether it carries answer content.
-async fn drain<T>(mut stream: ResponseStream<T>, classify: impl Fn(&T) -> (bool, bool)) -> Result<Success, Error>
+async fn drain<T>(
+    mut stream: ResponseStream<T>,
+    classify: impl Fn(&T) -> (bool, bool),
+) -> Result<Success, Error>
 where
     T: StreamItem + NativeFinal,
 {

@@ -14,7 +14,10 @@ use ollama_loadtest::{Endpoint, Mode, Stop, run};
 use ollama_sim::FaultPlan;
 
 fn within(name: &str, value: f64, low: f64, high: f64) {
-    assert!((low..=high).contains(&value), "{name} = {value}, expected {low}..={high}");
+    assert!(
+        (low..=high).contains(&value),
+        "{name} = {value}, expected {low}..={high}"
+    );
 }
 
 /// 20 tokens at 100 tok/s, time scale 0.5: 200 real tokens/s, 100 ms per answer, a
@@ -24,7 +27,10 @@ async fn streamed_metrics_follow_the_model() {
     let sim = sim(vec![model("m", 100.0, 20)], 1, 0.5, FaultPlan::none()).await;
     let mut c = config(&sim, "m");
     c.workload.stream = true;
-    c.mode = Mode::Closed { workers: 1, delay: Duration::ZERO };
+    c.mode = Mode::Closed {
+        workers: 1,
+        delay: Duration::ZERO,
+    };
     c.stop = Stop::Requests(20);
     let r = run(c).await.unwrap();
     sim.shutdown().await;
@@ -33,7 +39,10 @@ async fn streamed_metrics_follow_the_model() {
     assert_eq!(r.summary.successes, 20);
     let m = &r.metrics;
     let out = m.output_tokens.as_ref().unwrap();
-    assert!((out.min - 20.0).abs() < 1e-9 && (out.max - 20.0).abs() < 1e-9, "{out:?}");
+    assert!(
+        (out.min - 20.0).abs() < 1e-9 && (out.max - 20.0).abs() < 1e-9,
+        "{out:?}"
+    );
     within("e2e p50", m.e2e_ms.as_ref().unwrap().p50, 90.0, 140.0);
     // The first token comes after one token time; nothing is queued with one worker.
     within("ttft p50", m.ttft_ms.as_ref().unwrap().p50, 2.0, 25.0);
@@ -41,12 +50,25 @@ async fn streamed_metrics_follow_the_model() {
     within("itl p50", m.itl_ms.as_ref().unwrap().p50, 4.0, 7.5);
     within("tpot p50", m.tpot_ms.as_ref().unwrap().p50, 4.0, 7.5);
     // Server-reported speed: eval_count / eval_duration.
-    within("tokens/s p50", m.tokens_per_second.as_ref().unwrap().p50, 140.0, 210.0);
+    within(
+        "tokens/s p50",
+        m.tokens_per_second.as_ref().unwrap().p50,
+        140.0,
+        210.0,
+    );
     within("load p99", m.load_ms.as_ref().unwrap().p99, 0.0, 20.0);
-    within("queue wait p50", m.queue_wait_ms.as_ref().unwrap().p50, 0.0, 15.0);
+    within(
+        "queue wait p50",
+        m.queue_wait_ms.as_ref().unwrap().p50,
+        0.0,
+        15.0,
+    );
     // Percentiles are ordered and bounded by the extremes.
     let e = m.e2e_ms.as_ref().unwrap();
-    assert!(e.min <= e.p50 && e.p50 <= e.p95 && e.p95 <= e.p99 && e.p99 <= e.max, "{e:?}");
+    assert!(
+        e.min <= e.p50 && e.p50 <= e.p95 && e.p95 <= e.p99 && e.p99 <= e.max,
+        "{e:?}"
+    );
     assert_eq!(r.summary.latency_ms, *e);
     assert!(r.histograms.contains_key("ttft"));
     assert_eq!(r.histogram("e2e").unwrap().unwrap().len(), 20);
@@ -59,15 +81,28 @@ async fn streamed_metrics_follow_the_model() {
 async fn queueing_behind_num_parallel_shows_in_the_server_wait() {
     let sim = sim(vec![model("m", 200.0, 20)], 1, 1.0, FaultPlan::none()).await;
     let mut c = config(&sim, "m");
-    c.mode = Mode::Closed { workers: 4, delay: Duration::ZERO };
+    c.mode = Mode::Closed {
+        workers: 4,
+        delay: Duration::ZERO,
+    };
     c.stop = Stop::Requests(24);
     let r = run(c).await.unwrap();
     sim.shutdown().await;
 
     let m = &r.metrics;
     within("e2e p50", m.e2e_ms.as_ref().unwrap().p50, 330.0, 560.0);
-    within("server wait p50", m.server_wait_ms.as_ref().unwrap().p50, 220.0, 450.0);
-    within("queue wait p50", m.queue_wait_ms.as_ref().unwrap().p50, 0.0, 20.0);
+    within(
+        "server wait p50",
+        m.server_wait_ms.as_ref().unwrap().p50,
+        220.0,
+        450.0,
+    );
+    within(
+        "queue wait p50",
+        m.queue_wait_ms.as_ref().unwrap().p50,
+        0.0,
+        20.0,
+    );
     within("throughput", r.summary.requests_per_second, 6.5, 10.5);
     assert_eq!(r.summary.peak_in_flight, 4);
 }
@@ -80,7 +115,11 @@ async fn corrected_and_uncorrected_latency_diverge_when_saturated() {
     // 10 tokens at 200 tok/s: 50 ms per request, capacity 20/s; asked 40/s.
     let sim = sim(vec![model("m", 200.0, 10)], 1, 1.0, FaultPlan::none()).await;
     let mut c = config(&sim, "m");
-    c.mode = Mode::Open { rate: 40.0, arrival: ollama_loadtest::Arrival::Constant, max_in_flight: 1 };
+    c.mode = Mode::Open {
+        rate: 40.0,
+        arrival: ollama_loadtest::Arrival::Constant,
+        max_in_flight: 1,
+    };
     c.stop = Stop::Requests(40);
     let r = run(c).await.unwrap();
     sim.shutdown().await;
@@ -91,7 +130,10 @@ async fn corrected_and_uncorrected_latency_diverge_when_saturated() {
     within("uncorrected p50", uncorrected.p50, 40.0, 90.0);
     // The last request is due at 975 ms but can only start after 39 x 50 ms.
     within("corrected max", corrected.max, 800.0, 2500.0);
-    assert!(corrected.p99 > 5.0 * uncorrected.p99, "{corrected:?} vs {uncorrected:?}");
+    assert!(
+        corrected.p99 > 5.0 * uncorrected.p99,
+        "{corrected:?} vs {uncorrected:?}"
+    );
     let o = r.open_loop.as_ref().unwrap();
     assert!(o.max_in_flight_hits >= 30, "{o:?}");
     assert_eq!(r.summary.latency_uncorrected_ms.as_ref(), Some(uncorrected));
@@ -102,22 +144,46 @@ async fn corrected_and_uncorrected_latency_diverge_when_saturated() {
 /// Open loop below capacity: the dispatcher keeps the asked rate and its lag is small.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_loop_keeps_the_asked_rate() {
-    let sim = sim(vec![ollama_sim::ModelSpec::instant("m")], 8, 1.0, FaultPlan::none()).await;
+    let sim = sim(
+        vec![ollama_sim::ModelSpec::instant("m")],
+        8,
+        1.0,
+        FaultPlan::none(),
+    )
+    .await;
     let mut c = config(&sim, "m");
-    c.mode = Mode::Open { rate: 200.0, arrival: ollama_loadtest::Arrival::Constant, max_in_flight: 1000 };
+    c.mode = Mode::Open {
+        rate: 200.0,
+        arrival: ollama_loadtest::Arrival::Constant,
+        max_in_flight: 1000,
+    };
     c.stop = Stop::Requests(400);
     let r = run(c).await.unwrap();
     let o = r.open_loop.clone().unwrap();
     assert_eq!(o.sent, 400);
     within("achieved rate", o.achieved_rate, 190.0, 210.0);
-    within("schedule lag p50", o.schedule_lag_ms.as_ref().unwrap().p50, 0.0, 5.0);
-    within("schedule lag p99", o.schedule_lag_ms.as_ref().unwrap().p99, 0.0, 25.0);
+    within(
+        "schedule lag p50",
+        o.schedule_lag_ms.as_ref().unwrap().p50,
+        0.0,
+        5.0,
+    );
+    within(
+        "schedule lag p99",
+        o.schedule_lag_ms.as_ref().unwrap().p99,
+        0.0,
+        25.0,
+    );
     within("window", r.summary.test_duration_seconds, 1.9, 2.6);
     assert_eq!(o.max_in_flight_hits, 0);
 
     // Poisson arrivals over a fixed duration: about rate x duration requests.
     let mut c = config(&sim, "m");
-    c.mode = Mode::Open { rate: 100.0, arrival: ollama_loadtest::Arrival::Poisson, max_in_flight: 1000 };
+    c.mode = Mode::Open {
+        rate: 100.0,
+        arrival: ollama_loadtest::Arrival::Poisson,
+        max_in_flight: 1000,
+    };
     c.stop = Stop::Duration(Duration::from_secs(2));
     c.seed = 42;
     let r = run(c).await.unwrap();
@@ -142,11 +208,18 @@ async fn every_endpoint_is_measured() {
         (Endpoint::OpenAiChat, true),
         (Endpoint::Embed, false),
     ] {
-        let name = if endpoint == Endpoint::Embed { "e" } else { "m" };
+        let name = if endpoint == Endpoint::Embed {
+            "e"
+        } else {
+            "m"
+        };
         let mut c = config(&sim, name);
         c.workload.endpoint = endpoint;
         c.workload.stream = stream;
-        c.mode = Mode::Closed { workers: 2, delay: Duration::ZERO };
+        c.mode = Mode::Closed {
+            workers: 2,
+            delay: Duration::ZERO,
+        };
         c.stop = Stop::Requests(6);
         let r = run(c).await.unwrap();
         let label = format!("{endpoint:?} stream={stream}");
@@ -172,10 +245,19 @@ async fn every_endpoint_is_measured() {
 async fn model_mix_and_cold_loads() {
     let mut cold = model("cold", 400.0, 4);
     cold.load_time = Duration::from_millis(300);
-    let sim = sim(vec![model("warm", 400.0, 4), cold], 2, 1.0, FaultPlan::none()).await;
+    let sim = sim(
+        vec![model("warm", 400.0, 4), cold],
+        2,
+        1.0,
+        FaultPlan::none(),
+    )
+    .await;
     let mut c = config(&sim, "warm");
     c.workload.models = vec!["warm=3".parse().unwrap(), "cold=1".parse().unwrap()];
-    c.mode = Mode::Closed { workers: 2, delay: Duration::ZERO };
+    c.mode = Mode::Closed {
+        workers: 2,
+        delay: Duration::ZERO,
+    };
     c.stop = Stop::Requests(40);
     let r = run(c).await.unwrap();
     sim.shutdown().await;

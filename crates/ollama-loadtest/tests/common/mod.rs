@@ -21,7 +21,12 @@ pub fn model(name: &str, tokens_per_sec: f64, output_tokens: u32) -> ModelSpec {
 }
 
 /// Starts a simulator on an ephemeral loopback port.
-pub async fn sim(models: Vec<ModelSpec>, num_parallel: usize, time_scale: f64, faults: FaultPlan) -> SimHandle {
+pub async fn sim(
+    models: Vec<ModelSpec>,
+    num_parallel: usize,
+    time_scale: f64,
+    faults: FaultPlan,
+) -> SimHandle {
     let config = SimConfig {
         models,
         num_parallel,
