@@ -126,10 +126,7 @@ fn dry_run_text(plan: &Plan, path: &Path) -> Result<String> {
             let _ = writeln!(out, "   hook: sh -c {apply:?}");
         }
         let mut args = load_args(&plan.evaluation.loadtest_args, &[], &stage.base_url);
-        args.extend([
-            "--duration".to_owned(),
-            format!("{}s", window.as_secs_f64()),
-        ]);
+        args.extend(["--duration".to_owned(), format!("{}ms", window.as_millis())]);
         let _ = writeln!(
             out,
             "   watch {window:?}: ollama-loadtest {}",
@@ -424,10 +421,7 @@ impl Runner {
         }
         let window = self.plan.window()?;
         let mut args = load_args(&self.plan.evaluation.loadtest_args, &[], base_url);
-        args.extend([
-            "--duration".to_owned(),
-            format!("{}s", window.as_secs_f64()),
-        ]);
+        args.extend(["--duration".to_owned(), format!("{}ms", window.as_millis())]);
         let watch = self
             .plan
             .prometheus

@@ -304,6 +304,21 @@ mod tests {
         assert!(plan.validate().is_err());
     }
 
+    /// The example in docs/OPERATIONS.md must stay a valid plan.
+    #[test]
+    fn the_documented_example_plan_is_valid() {
+        let doc = include_str!("../../../docs/OPERATIONS.md");
+        let start = doc
+            .find("```toml\nname = ")
+            .expect("example plan in OPERATIONS.md");
+        let body = &doc[start + "```toml\n".len()..];
+        let body = &body[..body.find("```").expect("closing fence")];
+        let plan: Plan = toml::from_str(body).expect("example parses");
+        plan.validate().expect("example validates");
+        assert_eq!(plan.stages.len(), 2);
+        assert_eq!(plan.window().ok(), Some(Duration::from_secs(900)));
+    }
+
     #[test]
     fn durations() {
         assert_eq!(parse_duration("10m").ok(), Some(Duration::from_secs(600)));
