@@ -526,3 +526,85 @@ pub(crate) mod humantime_serde_compat {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_overrides_and_replaces_models() {
+        let mut config = SimConfig::default();
+        config
+            .apply_toml(
+                r#"
+                num_parallel = 4
+                keep_alive = "-1m"
+                time_scale = 0.5
+                [[models]]
+                name = "qwen"
+                load_time = "2s"
+                tokens_per_sec = 0
+                capabilities = ["completion", "thinking"]
+                [[models]]
+                name = "nomic"
+                embedding_dim = 768
+                [faults]
+                seed = 9
+                [[faults.rules]]
+                kind = "stall"
+                for = "1s"
+                after = 2
+                every = 3
+                "#,
+            )
+            .expect("valid file");
+        assert_eq!(config.num_parallel, 4);
+        assert_eq!(config.keep_alive, KeepAlive::Forever);
+        assert_eq!(config.models.len(), 2);
+        assert_eq!(config.models[0].load_time, Duration::from_secs(2));
+        assert!(config.models[0].tokens_per_sec.is_infinite());
+        assert!(config.models[0].has(Capability::Thinking));
+        assert_eq!(config.models[1].embedding_dim, Some(768));
+        assert_eq!(config.faults.rules.len(), 1);
+        assert!(config.validate().is_ok());
+
+        let err = SimConfig::default()
+            .apply_toml("colour = 1")
+            .expect_err("unknown key");
+        assert!(err.to_string().contains("colour"), "{err}");
+        let err = SimConfig::default()
+            .apply_toml("[[faults.rules]]\nkind = \"nope\"")
+            .expect_err("bad fault");
+        assert!(err.to_string().contains("unknown kind"), "{err}");
+    }
+
+    #[test]
+    fn model_flag_grammar() {
+        let m = ModelSpec::parse(
+            "llama3.2,load_time=250ms,tokens_per_sec=40,capabilities=completion+tools",
+        )
+        .expect("valid");
+        assert_eq!(m.load_time, Duration::from_millis(250));
+        assert!((m.tokens_per_sec - 40.0).abs() < f64::EPSILON);
+        assert!(m.has(Capability::Tools));
+        let e = ModelSpec::parse("all-minilm,kind=embedding,embedding_dim=16").expect("valid");
+        assert_eq!(e.embedding_dim, Some(16));
+        assert!(ModelSpec::parse("x,jitter=2").is_err());
+        assert!(ModelSpec::parse("x,digest=sha256:ab").is_err());
+        assert!(ModelSpec::parse("x,speed").is_err());
+    }
+
+    #[test]
+    fn keep_alive_env_syntax() {
+        assert_eq!(
+            KeepAlive::parse_env("300").ok(),
+            Some(KeepAlive::For(Duration::from_secs(300)))
+        );
+        assert_eq!(KeepAlive::parse_env("-1").ok(), Some(KeepAlive::Forever));
+        assert_eq!(
+            KeepAlive::parse_env("5m").ok(),
+            Some(KeepAlive::For(Duration::from_secs(300)))
+        );
+        assert!(KeepAlive::parse_env("soon").is_err());
+    }
+}

@@ -111,6 +111,9 @@ impl StreamFault {
     }
 }
 
+/// Real time between the last chunk before an injected reset and the reset itself.
+const RESET_GRACE: Duration = Duration::from_millis(20);
+
 /// Ollama's text for an error during generation.
 pub(crate) const RUNNER_ERROR: &str = "an error was encountered while running the model";
 
@@ -241,6 +244,12 @@ async fn apply_fault<F: Format>(
     };
     match f {
         StreamFault::Reset(_) => {
+            if sent > 0 {
+                // On a real network the reset arrives after the data sent before it. An
+                // RST that overtakes unread data makes Linux drop that data, so give the
+                // client a moment to read the chunks already written.
+                tokio::time::sleep(RESET_GRACE).await;
+            }
             let _ = tx.send(Piece::Reset).await;
             false
         }

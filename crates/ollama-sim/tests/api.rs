@@ -98,7 +98,7 @@ async fn generate_streams_ndjson_by_default() {
     assert!(r.head.is_chunked());
     // Every chunk is exactly one whole line: the server flushes per line.
     for c in &r.chunks {
-        assert!(c.ends_with(b"\n") && c.iter().filter(|b| **b == b'\n').count() == 1);
+        assert!(c.ends_with(b"\n") && !c[..c.len() - 1].contains(&b'\n'));
     }
     let lines = r.lines();
     let (last, rest) = lines.split_last().unwrap();
@@ -425,12 +425,7 @@ async fn native_errors_match_ollama() {
             400,
             json!({"error":"raw mode does not support template, system, or context"}),
         ),
-        (
-            "/api/show",
-            r#"{}"#,
-            400,
-            json!({"error":"model is required"}),
-        ),
+        ("/api/show", "{}", 400, json!({"error":"model is required"})),
         (
             "/api/show",
             r#"{"model":"nope"}"#,

@@ -95,7 +95,9 @@ impl Conn {
             format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: sim-test\r\n");
         if let Some(b) = body {
             req.push_str("Content-Type: application/json\r\n");
-            req.push_str(&format!("Content-Length: {}\r\n", b.len()));
+            req.push_str("Content-Length: ");
+            req.push_str(&b.len().to_string());
+            req.push_str("\r\n");
         }
         req.push_str("\r\n");
         if let Some(b) = body {
