@@ -31,6 +31,9 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A load-test report could not be read, written or decoded (the message names the file).
+    #[error(transparent)]
+    LoadTestReport(#[from] ollama_loadtest::ReportError),
     /// Reports cannot be merged (different scenarios, different kinds, nothing to merge).
     #[error("cannot merge: {0}")]
     Merge(String),

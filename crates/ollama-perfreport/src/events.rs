@@ -383,7 +383,7 @@ pub fn summarize_events(path: &Path, window: Window) -> Result<EventsSummary, Er
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::float_cmp)]
 mod tests {
     use super::*;
     use std::io::Write;

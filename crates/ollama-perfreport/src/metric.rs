@@ -158,10 +158,14 @@ impl Metric {
     /// Tail percentiles move more between identical runs than medians, so they get more room.
     pub fn default_threshold_pct(self) -> f64 {
         match self {
-            Metric::E2eP50 | Metric::TtftP50 | Metric::TpotP50 => 10.0,
+            Metric::E2eP50
+            | Metric::TtftP50
+            | Metric::TpotP50
+            | Metric::TokensPerSecond
+            | Metric::Throughput
+            | Metric::Goodput => 10.0,
             Metric::E2eP95 | Metric::TtftP95 | Metric::TpotP95 => 15.0,
             Metric::E2eP99 | Metric::TtftP99 | Metric::TpotP99 => 20.0,
-            Metric::TokensPerSecond | Metric::Throughput | Metric::Goodput => 10.0,
             Metric::SuccessRate => 1.0,
             Metric::LoadTime => 25.0,
         }
@@ -214,6 +218,7 @@ pub(crate) fn known_keys() -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)]
 mod tests {
     use super::*;
 

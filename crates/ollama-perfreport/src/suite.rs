@@ -66,6 +66,16 @@ impl Default for SimSettings {
     }
 }
 
+/// Spacing of open-loop arrivals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arrival {
+    /// One request every `1/rate` seconds.
+    Constant,
+    /// A Poisson process with mean gap `1/rate` (bursty, like independent users).
+    Poisson,
+}
+
 /// The API a scenario drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -116,6 +126,9 @@ pub struct Scenario {
     /// Open loop: this many request arrivals per second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<f64>,
+    /// Open loop: how arrivals are spaced (default `constant`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival: Option<Arrival>,
     /// Stop after this many timed requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests: Option<u64>,
@@ -212,6 +225,67 @@ fn ser_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::E
 }
 
 impl Suite {
+    /// A one-scenario suite describing what a bare load-test report ran, so reports of the
+    /// load-test CLI can be compared and rendered like suite reports.
+    pub(crate) fn for_loadtest(name: &str, report: &ollama_loadtest::Report) -> Suite {
+        let c = &report.config;
+        let endpoint = match c.endpoint.as_str() {
+            "/api/generate" => Endpoint::Generate,
+            "/api/embed" => Endpoint::Embed,
+            "/v1/chat/completions" => Endpoint::OpenaiChat,
+            _ => Endpoint::Chat,
+        };
+        let open = c.mode == "open";
+        let slo = c.slo.as_ref().map(|s| {
+            [("ttft", s.ttft_ms), ("tpot", s.tpot_ms), ("e2e", s.e2e_ms)]
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| format!("{k}={v}ms")))
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        Suite {
+            name: "loadtest".to_owned(),
+            description: String::new(),
+            repetitions: 1,
+            thresholds: Thresholds::new(),
+            noise_floor: NoiseFloors::new(),
+            sim: SimSettings::default(),
+            scenarios: vec![Scenario {
+                name: name.to_owned(),
+                model: c.model.clone(),
+                endpoint,
+                prompts: c.prompt.iter().cloned().collect(),
+                prompts_file: c.prompts_file.as_ref().map(PathBuf::from),
+                concurrency: (!open).then(|| u32::try_from(c.workers).unwrap_or(u32::MAX)),
+                rate: if open { c.rate } else { None },
+                arrival: match c.arrival.as_deref() {
+                    Some("poisson") => Some(Arrival::Poisson),
+                    Some("constant") => Some(Arrival::Constant),
+                    _ => None,
+                },
+                requests: c.requests,
+                duration: c.duration.map(Duration::from_secs_f64),
+                warmup: Some(c.warmup),
+                stream: c.stream,
+                options: ScenarioOptions {
+                    num_predict: c.options.num_predict,
+                    temperature: c.options.temperature,
+                    num_ctx: c.options.num_ctx,
+                    keep_alive: c.options.keep_alive.clone(),
+                },
+                repetitions: Some(1),
+                slo: slo.filter(|s| !s.is_empty()),
+                thresholds: Thresholds::new(),
+                noise_floor: NoiseFloors::new(),
+            }],
+        }
+    }
+
+    /// The scenario named `name`.
+    pub fn scenario(&self, name: &str) -> Option<&Scenario> {
+        self.scenarios.iter().find(|s| s.name == name)
+    }
+
     /// Reads and validates a suite file; relative `prompts_file` paths are resolved against
     /// the suite file's folder.
     pub fn from_file(path: &Path) -> Result<Suite, Error> {
@@ -285,6 +359,9 @@ impl Suite {
                     ));
                 }
                 (Some(0), None) => return Err(ctx("`concurrency` must be at least 1")),
+                (Some(_), None) if s.arrival.is_some() => {
+                    return Err(ctx("`arrival` applies to open loop (`rate`) only"));
+                }
                 (None, Some(r)) if !(r.is_finite() && r > 0.0) => {
                     return Err(ctx(
                         "`rate` must be a positive number of requests per second",
@@ -319,7 +396,7 @@ impl Suite {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::float_cmp)]
 mod tests {
     use super::*;
     use crate::metric::Metric;

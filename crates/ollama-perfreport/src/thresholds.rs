@@ -179,6 +179,7 @@ impl From<Thresholds> for BTreeMap<String, f64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)]
 mod tests {
     use super::*;
 

@@ -76,13 +76,14 @@ pub fn judge(change: &Change, direction: Direction, threshold_pct: f64) -> Verdi
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)]
 mod tests {
     use super::*;
     use crate::stats::Interval;
 
     fn ch(lo: f64, hi: f64) -> Change {
         Change {
-            pct: Some((lo + hi) / 2.0),
+            pct: Some(f64::midpoint(lo, hi)),
             ci: Some(Interval { lo, hi }),
         }
     }
@@ -130,7 +131,7 @@ mod tests {
 
     #[test]
     fn order_puts_regressed_last() {
-        let mut v = vec![
+        let mut v = [
             Verdict::Regressed,
             Verdict::Improved,
             Verdict::Inconclusive,
