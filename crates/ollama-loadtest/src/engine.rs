@@ -24,7 +24,7 @@ use crate::report::{
 };
 use crate::schedule::{Arrival, Schedule};
 use crate::stats::HistogramError;
-use crate::upstream::Upstream;
+use crate::upstream::{ConnectError, Upstream};
 
 /// Why a run could not produce a report.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,9 @@ pub enum LoadTestError {
     /// The server could not be reached or the client could not be built.
     #[error("cannot use the server: {0}")]
     Connect(#[source] ollama_client::Error),
+    /// Telemetry (the JSONL event log) could not be set up.
+    #[error(transparent)]
+    Telemetry(#[from] ollama_telemetry::TelemetryError),
     /// A histogram could not be serialized into the report.
     #[error(transparent)]
     Histogram(#[from] HistogramError),
@@ -249,9 +252,19 @@ impl LoadTest {
     pub async fn run(self) -> Result<Report, LoadTestError> {
         let c = &self.config;
         let w = &c.workload;
-        let upstream = Upstream::connect(&c.client, w.endpoint, w.stream, &w.options)
-            .await
-            .map_err(LoadTestError::Connect)?;
+        let upstream = Upstream::connect(
+            &c.client,
+            w.endpoint,
+            w.stream,
+            &w.options,
+            c.events_path.as_deref(),
+        )
+        .await
+        .map_err(|e| match e {
+            ConnectError::Client(e) => LoadTestError::Connect(e),
+            ConnectError::Telemetry(e) => LoadTestError::Telemetry(e),
+        })?;
+        let events = upstream.event_log();
         let plan = Plan::new(c);
         let mut environment = upstream.environment(&plan.models).await;
         environment.simulated = c.simulated;
@@ -314,6 +327,11 @@ impl LoadTest {
         drain(&ctx, &tasks, deadline.map(|d| d + c.drain_timeout)).await;
         let ended = Instant::now();
         drop(ctx);
+        if let Some(log) = events {
+            // Write out the run's events before reporting; the writer blocks, so off the
+            // async workers. A failed join only means the flush thread panicked.
+            let _ = tokio::task::spawn_blocking(move || log.shutdown()).await;
+        }
 
         let partial = halt.is_cancelled();
         let abort = shared.abort.get().cloned();

@@ -136,6 +136,16 @@ struct Args {
     #[arg(long)]
     no_abort: bool,
 
+    /// JSONL file of per-request events written by the telemetry layer.
+    #[arg(long, default_value = "logs/requests.jsonl")]
+    events: PathBuf,
+    /// Write no JSONL events.
+    #[arg(long)]
+    no_events: bool,
+    /// Serve Prometheus metrics of the run on this address (e.g. 127.0.0.1:9464).
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
+
     /// Print the report as JSON on stdout instead of the summary table.
     #[arg(long)]
     json: bool,
@@ -248,7 +258,7 @@ impl Args {
                 }
             },
             drain_timeout: self.drain_timeout,
-            events_path: None,
+            events_path: (!self.no_events).then(|| self.events.clone()),
             output: Some(output),
             simulated: self.sim,
         };
@@ -305,6 +315,15 @@ async fn run(args: Args) -> Result<ExitCode> {
         None
     };
 
+    let _exporter = match args.metrics_addr {
+        Some(addr) => {
+            let exporter = ollama_telemetry::install_exporter(addr)
+                .context("could not start the Prometheus exporter")?;
+            eprintln!("ollama-loadtest: Prometheus metrics at {}", exporter.url());
+            Some(exporter)
+        }
+        None => None,
+    };
     let test = LoadTest::new(config)?;
     let cancel = test.cancel_token();
     let interrupted = tokio::spawn({

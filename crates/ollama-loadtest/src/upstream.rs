@@ -9,10 +9,16 @@
 
 use std::time::Instant;
 
+use std::path::Path;
+
+use futures_util::Stream;
 use ollama_client::openai::{ChatCompletionChunk, ChatCompletionRequest, ChatMessage};
 use ollama_client::{
     ChatRequest, ChatResponse, Chunk, Client, EmbedRequest, Error, GenerateRequest,
-    GenerateResponse, KeepAlive, Message, Options, ResponseStream, ShowRequest, StreamItem,
+    GenerateResponse, KeepAlive, Message, Options, ResponseStream, ShowRequest,
+};
+use ollama_telemetry::{
+    EventLog, EventsConfig, InstrumentedClient, InstrumentedStream, TelemetryConfig,
 };
 
 use crate::config::{ClientSettings, Endpoint, ModelOptions};
@@ -20,7 +26,17 @@ use crate::recorder::{Failure, ServerTimings, Success};
 use crate::report::{Environment, HostInfo, LoadedModel, ModelInfo};
 
 /// The client type every request goes through.
-pub(crate) type Api = Client;
+pub(crate) type Api = InstrumentedClient;
+
+/// Why the server could not be used.
+#[derive(Debug)]
+pub(crate) enum ConnectError {
+    Client(Error),
+    Telemetry(ollama_telemetry::TelemetryError),
+}
+
+/// The `client_type` of JSONL events written during a load test.
+const EVENT_CLIENT_TYPE: &str = "loadtest";
 
 /// Connection to the server under test plus the fixed parts of each request.
 #[derive(Debug, Clone)]
@@ -66,7 +82,8 @@ impl Upstream {
         endpoint: Endpoint,
         stream: bool,
         options: &ModelOptions,
-    ) -> Result<Self, Error> {
+        events: Option<&Path>,
+    ) -> Result<Self, ConnectError> {
         let mut builder = Client::builder()
             .max_connections(settings.max_connections)
             .max_keepalive_connections(settings.keepalive)
@@ -78,7 +95,13 @@ impl Upstream {
         if let Some(url) = &settings.base_url {
             builder = builder.base_url(url.clone());
         }
-        let api = builder.connect().await?;
+        let client = builder.connect().await.map_err(ConnectError::Client)?;
+        let telemetry = TelemetryConfig {
+            events: events.map_or(EventsConfig::Off, |p| EventsConfig::File(p.to_owned())),
+            client_type: EVENT_CLIENT_TYPE.to_owned(),
+            ..TelemetryConfig::default()
+        };
+        let api = InstrumentedClient::new(client, telemetry).map_err(ConnectError::Telemetry)?;
         let mut opts = Options::new();
         if let Some(n) = options.num_predict {
             opts = opts.num_predict(n);
@@ -98,6 +121,11 @@ impl Upstream {
             max_tokens: options.num_predict.and_then(|n| u64::try_from(n).ok()),
             temperature: options.temperature,
         })
+    }
+
+    /// The JSONL event log, when events are on.
+    pub(crate) fn event_log(&self) -> Option<EventLog> {
+        self.api.event_log().cloned()
     }
 
     /// The resolved base URL.
@@ -379,11 +407,12 @@ fn token_timing(
 /// Reads a native stream to its end. `classify` says whether a chunk carries a token
 /// (thinking included) and whether it carries answer content.
 async fn drain<T>(
-    mut stream: ResponseStream<T>,
+    mut stream: InstrumentedStream<T>,
     classify: impl Fn(&T) -> (bool, bool),
 ) -> Result<Success, Error>
 where
-    T: StreamItem + NativeFinal,
+    T: NativeFinal + ollama_client::StreamItem,
+    ResponseStream<T>: Stream<Item = Result<Chunk<T>, Error>> + Unpin,
 {
     let mut s = Success {
         first_byte_at: Some(Instant::now()),

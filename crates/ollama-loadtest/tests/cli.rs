@@ -13,6 +13,8 @@ use ollama_sim::{FaultKind, FaultPlan, FaultRule};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ollama-loadtest");
 
+/// The binary aimed at `base_url`, writing its report to `report` and its JSONL events
+/// beside it.
 fn loadtest(base_url: &str, report: &std::path::Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args([
@@ -25,6 +27,8 @@ fn loadtest(base_url: &str, report: &std::path::Path, extra: &[&str]) -> Command
         "--output",
     ])
     .arg(report)
+    .arg("--events")
+    .arg(report.with_extension("events.jsonl"))
     .args(extra)
     .stdin(Stdio::null());
     cmd
@@ -78,6 +82,14 @@ async fn thresholds_set_the_exit_code() {
     let r = Report::read(&report).unwrap();
     assert_eq!(r.summary.total_requests, 20);
     assert!(!r.partial);
+    // Every request went through the instrumented client: one JSONL event each.
+    let events = std::fs::read_to_string(report.with_extension("events.jsonl")).unwrap();
+    let generate = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["operation"] == "generate")
+        .count();
+    assert_eq!(generate, 20, "{events}");
 
     let failed = loadtest(
         &url,
