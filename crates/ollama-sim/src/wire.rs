@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use bytes::Bytes;
-use chrono::{DateTime, Local, Timelike, Utc};
+use chrono::{DateTime, Local, Timelike};
 use http::{HeaderValue, Response, StatusCode, header};
 use serde::de::DeserializeOwned;
 
@@ -129,8 +129,49 @@ fn go_escape_html_from(out: &mut Vec<u8>, start: usize) {
 }
 
 /// `time.Now().UTC()` in Go's RFC3339Nano: trailing zeros of the fraction trimmed.
+///
+/// This runs once per streamed chunk, so it formats by hand instead of through chrono's
+/// format-string machinery.
 pub(crate) fn created_at_now() -> String {
-    rfc3339_nano(&Utc::now())
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    utc_rfc3339_nano(now.as_secs(), now.subsec_nanos())
+}
+
+/// Formats seconds and nanoseconds since the Unix epoch as Go's UTC RFC3339Nano.
+fn utc_rfc3339_nano(secs: u64, nanos: u32) -> String {
+    // Howard Hinnant's days-to-civil algorithm.
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mut s = String::with_capacity(32);
+    let _ = write!(
+        s,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    );
+    if nanos > 0 {
+        let mut frac = nanos;
+        let mut digits = 9;
+        while frac % 10 == 0 {
+            frac /= 10;
+            digits -= 1;
+        }
+        let _ = write!(s, ".{frac:0digits$}");
+    }
+    s.push('Z');
+    s
 }
 
 /// Go RFC3339Nano for any zone: `Z` for a zero offset, else `±hh:mm`.
@@ -638,6 +679,24 @@ mod tests {
             parse_go_duration("5x"),
             Err("time: unknown unit \"x\" in duration \"5x\"".to_owned())
         );
+    }
+
+    #[test]
+    fn hand_formatted_utc_matches_chrono() {
+        for (secs, nanos) in [
+            (0, 0),
+            (1_729_000_000, 414_670_000),
+            (951_782_400, 5),
+            (4_102_444_799, 999_999_999),
+        ] {
+            let t = DateTime::from_timestamp(i64::try_from(secs).expect("small"), nanos)
+                .expect("valid");
+            assert_eq!(
+                utc_rfc3339_nano(secs, nanos),
+                rfc3339_nano(&t),
+                "{secs}.{nanos}"
+            );
+        }
     }
 
     #[test]
