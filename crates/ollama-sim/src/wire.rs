@@ -142,7 +142,7 @@ pub(crate) fn created_at_now() -> String {
 /// Formats seconds and nanoseconds since the Unix epoch as Go's UTC RFC3339Nano.
 fn utc_rfc3339_nano(secs: u64, nanos: u32) -> String {
     // Howard Hinnant's days-to-civil algorithm.
-    let days = (secs / 86_400) as i64;
+    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
     let rem = secs % 86_400;
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -164,7 +164,7 @@ fn utc_rfc3339_nano(secs: u64, nanos: u32) -> String {
     if nanos > 0 {
         let mut frac = nanos;
         let mut digits = 9;
-        while frac % 10 == 0 {
+        while frac.is_multiple_of(10) {
             frac /= 10;
             digits -= 1;
         }
