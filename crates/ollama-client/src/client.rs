@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::{ClientBuilder, Config};
 use crate::decode::Framing;
-use crate::error::{Error, ErrorKind, Phase};
+use crate::error::{BoxError, Error, ErrorKind, Phase};
 use crate::openai::{ChatCompletion, ChatCompletionChunk, ChatCompletionRequest};
 use crate::stream::{ResponseStream, StreamItem, error_message, parse_item};
 use crate::transport::{ClientStats, ConnectError, Counters, GatedConnector, Lease};
@@ -50,8 +50,11 @@ struct Inner {
     http: HttpClient,
     requests: Option<Arc<Semaphore>>,
     counters: Arc<Counters>,
-    /// `scheme://host:port[/prefix]`, to which API paths are appended.
-    base: String,
+    /// Scheme and authority of every request URI, parsed once.
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    /// The path prefix (`/ollama`), or empty.
+    prefix: String,
     headers: HeaderMap,
 }
 
@@ -141,7 +144,10 @@ impl Client {
         } else {
             format!("/{}", host.path)
         };
-        let base = format!("{}://{}{}", host.scheme, host.authority(), prefix);
+        let scheme = http::uri::Scheme::try_from(host.scheme.as_str())
+            .map_err(|e| Error::config("base_url", format!("invalid scheme: {e}")))?;
+        let authority = http::uri::Authority::try_from(host.authority().as_str())
+            .map_err(|e| Error::config("base_url", format!("invalid host: {e}")))?;
         let requests = config
             .max_concurrent_requests
             .map(|n| Arc::new(Semaphore::new(n)));
@@ -151,7 +157,9 @@ impl Client {
                 http,
                 requests,
                 counters,
-                base,
+                scheme,
+                authority,
+                prefix,
                 headers,
             }),
         })
@@ -409,18 +417,18 @@ impl Client {
         let inner = &*self.inner;
         let config = &inner.config;
         let start = Instant::now();
+        // A health check is bounded as a whole, the slot wait included.
+        let slot_limit = call
+            .overall
+            .map_or(config.pool_timeout, |o| o.min(config.pool_timeout));
         let permit = match &inner.requests {
             None => None,
             Some(sem) => Some(match Arc::clone(sem).try_acquire_owned() {
                 Ok(p) => p,
-                Err(_) => {
-                    tokio::time::timeout(config.pool_timeout, Arc::clone(sem).acquire_owned())
-                        .await
-                        .map_err(|_| Error::timeout(Phase::RequestSlot, config.pool_timeout))?
-                        .map_err(|e| {
-                            Error::other("the request semaphore closed", Some(Box::new(e)))
-                        })?
-                }
+                Err(_) => tokio::time::timeout(slot_limit, Arc::clone(sem).acquire_owned())
+                    .await
+                    .map_err(|_| Error::timeout(Phase::RequestSlot, slot_limit))?
+                    .map_err(|e| Error::other("the request semaphore closed", Some(Box::new(e))))?,
             }),
         };
         let lease = Lease::new(permit, Arc::clone(&inner.counters));
@@ -435,11 +443,14 @@ impl Client {
         let phase1_limit = call
             .overall
             .unwrap_or(config.pool_timeout + config.connect_timeout + Duration::from_secs(1));
+        // One timer serves both phases: armed for phase 1, re-armed for phase 2.
+        let deadline = tokio::time::sleep(phase1_limit.saturating_sub(start.elapsed()));
+        tokio::pin!(deadline);
         let early = tokio::select! {
             biased;
             r = &mut fut => Some(r),
             () = async { let _ = captured.wait_for_connection_metadata().await; } => None,
-            () = tokio::time::sleep(phase1_limit.saturating_sub(start.elapsed())) => {
+            () = &mut deadline => {
                 return Err(if call.overall.is_some() {
                     Error::timeout(Phase::Connect, phase1_limit)
                 } else {
@@ -456,9 +467,12 @@ impl Client {
             if let Some(overall) = call.overall {
                 limit = limit.min(overall.saturating_sub(start.elapsed()));
             }
-            tokio::time::timeout(limit, &mut fut)
-                .await
-                .map_err(|_| Error::timeout(Phase::ResponseHead, limit))?
+            deadline.as_mut().reset(tokio::time::Instant::now() + limit);
+            tokio::select! {
+                biased;
+                r = &mut fut => r,
+                () = &mut deadline => return Err(Error::timeout(Phase::ResponseHead, limit)),
+            }
         };
         let resp = result.map_err(|e| self.classify(e))?;
         let status = resp.status();
@@ -472,14 +486,25 @@ impl Client {
 
     fn request(&self, call: &Call) -> Result<Request<Full<Bytes>>, Error> {
         let inner = &*self.inner;
-        let uri: Uri = format!("{}{}", inner.base, call.path)
-            .parse()
-            .map_err(|e| {
-                Error::other(
-                    format!("could not build the URL for {}", call.path),
-                    Some(Box::new(e)),
-                )
-            })?;
+        // The common case (no prefix) builds the URI without formatting or re-parsing.
+        let url_error = |e: BoxError| {
+            Error::other(
+                format!("could not build the URL for {}", call.path),
+                Some(e),
+            )
+        };
+        let path = if inner.prefix.is_empty() {
+            http::uri::PathAndQuery::from_static(call.path)
+        } else {
+            http::uri::PathAndQuery::try_from(format!("{}{}", inner.prefix, call.path))
+                .map_err(|e| url_error(Box::new(e)))?
+        };
+        let uri = Uri::builder()
+            .scheme(inner.scheme.clone())
+            .authority(inner.authority.clone())
+            .path_and_query(path)
+            .build()
+            .map_err(|e| url_error(Box::new(e)))?;
         let mut builder = Request::builder().method(call.method.clone()).uri(uri);
         if let Some(headers) = builder.headers_mut() {
             headers.clone_from(&inner.headers);

@@ -30,7 +30,8 @@ pub enum ErrorKind {
     ServerBusy,
     /// The server answered 404 for a model that does not exist.
     ModelNotFound,
-    /// A stream carried an `{"error": ...}` item after it had started.
+    /// A stream carried an `{"error": ...}` item after it had started (or a success
+    /// response body was such an item).
     StreamError,
     /// A response body could not be decoded (bad JSON, bad UTF-8, a line over the cap).
     Decode,

@@ -65,6 +65,150 @@ impl StreamItem for ChatCompletionChunk {
     }
 }
 
+/// The typed stream decoder: bytes in, [`Chunk`]s or typed errors out.
+///
+/// This is the one place that owns a stream's read buffer. It frames NDJSON lines or SSE
+/// events (lines and UTF-8 sequences split across chunks, many lines per chunk), checks
+/// every item for an `{"error": ...}` payload, parses the rest into `T`, and knows when the
+/// stream is complete (`done: true` or `[DONE]`). [`ResponseStream`] feeds it from the
+/// network; it can also decode recorded streams.
+///
+/// Errors come after the items completed before them, and end the stream: a mid-stream
+/// error item is `stream_error`, a bad item or a line over 8 MiB is `decode`, and input
+/// that ends before the final item is `truncated`.
+pub struct StreamDecoder<T> {
+    framing: Framing,
+    decoder: Decoder,
+    frames: VecDeque<(Frame, Instant)>,
+    /// A framing error, delivered after the frames completed before it.
+    pending: Option<Error>,
+    seen_final: bool,
+    eof: bool,
+    /// Set once an error has been returned; nothing follows it.
+    failed: bool,
+    _item: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for StreamDecoder<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamDecoder")
+            .field("framing", &self.framing)
+            .field("queued", &self.frames.len())
+            .field("seen_final", &self.seen_final)
+            .field("eof", &self.eof)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: StreamItem> StreamDecoder<T> {
+    /// A decoder for newline-delimited JSON (the native `/api/*` streams).
+    pub fn ndjson() -> Self {
+        Self::new(Framing::Ndjson)
+    }
+
+    /// A decoder for server-sent events (the `/v1/*` streams), ending at `data: [DONE]`.
+    pub fn sse() -> Self {
+        Self::new(Framing::Sse)
+    }
+
+    pub(crate) fn new(framing: Framing) -> Self {
+        Self {
+            framing,
+            decoder: Decoder::new(framing),
+            frames: VecDeque::new(),
+            pending: None,
+            seen_final: false,
+            eof: false,
+            failed: false,
+            _item: PhantomData,
+        }
+    }
+
+    /// Adds bytes as they arrived; `received_at` stamps every item they complete.
+    pub fn push(&mut self, bytes: &[u8], received_at: Instant) {
+        if self.failed || self.eof || self.pending.is_some() {
+            return;
+        }
+        if let Err(e) = self.decoder.push(bytes, received_at, &mut self.frames) {
+            self.pending = Some(frame_error(&e));
+        }
+    }
+
+    /// Marks the end of the input. A last line without its newline still counts when it is
+    /// complete JSON.
+    pub fn finish(&mut self, at: Instant) {
+        if self.eof {
+            return;
+        }
+        self.eof = true;
+        if self.pending.is_none()
+            && let Err(e) = self.decoder.finish(at, &mut self.frames)
+        {
+            self.pending = Some(frame_error(&e));
+        }
+    }
+
+    /// The next complete item or error; `None` when more input is needed or the stream is
+    /// over (see [`StreamDecoder::is_finished`]).
+    pub fn next_item(&mut self) -> Option<Result<Chunk<T>, Error>> {
+        while !self.failed {
+            if let Some((frame, at)) = self.frames.pop_front() {
+                let bytes = match frame {
+                    Frame::Done => {
+                        self.seen_final = true;
+                        continue;
+                    }
+                    Frame::Data(bytes) => bytes,
+                };
+                return Some(match parse_item::<T>(&bytes) {
+                    Ok(item) => {
+                        self.seen_final |= item.is_final();
+                        Ok(Chunk {
+                            item,
+                            received_at: at,
+                        })
+                    }
+                    Err(e) => self.fail(e),
+                });
+            }
+            if let Some(e) = self.pending.take() {
+                // A cut after the final item is only the transport closing early.
+                if self.seen_final && e.kind() == crate::ErrorKind::Truncated {
+                    continue;
+                }
+                return Some(self.fail(e));
+            }
+            if self.eof && !self.seen_final {
+                return Some(self.fail(Error::truncated(match self.framing {
+                    Framing::Ndjson => "the body ended without a final `done: true` line",
+                    Framing::Sse => "the body ended without `data: [DONE]`",
+                })));
+            }
+            return None;
+        }
+        None
+    }
+
+    fn fail(&mut self, e: Error) -> Result<Chunk<T>, Error> {
+        self.failed = true;
+        self.frames.clear();
+        Err(e)
+    }
+
+    /// True once the final item (`done: true`, pull `success`, or SSE `[DONE]`) was read.
+    pub fn is_complete(&self) -> bool {
+        self.seen_final
+    }
+
+    /// True when no item will ever come again: after an error, or after the end of input
+    /// once every item has been taken.
+    pub fn is_finished(&self) -> bool {
+        self.failed
+            || (self.eof && self.frames.is_empty() && self.pending.is_none() && self.seen_final)
+    }
+}
+
 /// A streamed response: a `Stream` of `Result<Chunk<T>, Error>`.
 ///
 /// It yields every item the server sent, then ends (`None`). A mid-stream
@@ -73,22 +217,17 @@ impl StreamItem for ChatCompletionChunk {
 /// error the stream ends.
 pub struct ResponseStream<T> {
     body: Option<Incoming>,
-    decoder: Decoder,
-    frames: VecDeque<(Frame, Instant)>,
-    framing: Framing,
+    decoder: StreamDecoder<T>,
     idle_timeout: Duration,
     idle: Pin<Box<Sleep>>,
-    seen_final: bool,
     finished: bool,
     lease: Option<Lease>,
-    _item: PhantomData<fn() -> T>,
 }
 
 impl<T> std::fmt::Debug for ResponseStream<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseStream")
-            .field("framing", &self.framing)
-            .field("seen_final", &self.seen_final)
+            .field("decoder", &self.decoder)
             .field("finished", &self.finished)
             .finish_non_exhaustive()
     }
@@ -103,15 +242,11 @@ impl<T: StreamItem> ResponseStream<T> {
     ) -> Self {
         Self {
             body: Some(body),
-            decoder: Decoder::new(framing),
-            frames: VecDeque::new(),
-            framing,
+            decoder: StreamDecoder::new(framing),
             idle_timeout,
             idle: Box::pin(tokio::time::sleep(idle_timeout)),
-            seen_final: false,
             finished: false,
             lease: Some(lease),
-            _item: PhantomData,
         }
     }
 
@@ -124,55 +259,23 @@ impl<T: StreamItem> ResponseStream<T> {
     fn finish(&mut self) {
         self.finished = true;
         self.body = None;
-        self.frames.clear();
         self.lease = None;
     }
 
-    fn fail(&mut self, e: Error) -> Poll<Option<Result<Chunk<T>, Error>>> {
-        self.finish();
-        Poll::Ready(Some(Err(e)))
-    }
-
-    /// Turns one frame into an item, an error, or nothing (SSE `[DONE]`).
-    fn frame(&mut self, frame: Frame, at: Instant) -> Option<Result<Chunk<T>, Error>> {
-        match frame {
-            Frame::Done => {
-                self.seen_final = true;
-                None
-            }
-            Frame::Data(bytes) => Some(parse_item::<T>(&bytes).map(|item| {
-                if item.is_final() {
-                    self.seen_final = true;
-                }
-                Chunk {
-                    item,
-                    received_at: at,
-                }
-            })),
-        }
-    }
-
-    /// Reads body frames into the decoder without waiting, so a finished body is seen and
-    /// its connection goes back to the pool even if the caller stops after the last item.
+    /// Reads body frames that are already there, without waiting, so a finished body is
+    /// seen and its socket goes back to the pool even if the caller stops after the last
+    /// item.
     fn drain_ready(&mut self, cx: &mut Context<'_>) {
-        while self.frames.is_empty() {
-            let Some(body) = self.body.as_mut() else {
-                return;
-            };
+        while let Some(body) = self.body.as_mut() {
             match Pin::new(body).poll_frame(cx) {
                 Poll::Ready(Some(Ok(f))) => {
-                    if let Ok(data) = f.into_data()
-                        && self
-                            .decoder
-                            .push(&data, Instant::now(), &mut self.frames)
-                            .is_err()
-                    {
-                        return;
+                    if let Ok(data) = f.into_data() {
+                        self.decoder.push(&data, Instant::now());
                     }
                 }
                 Poll::Ready(None) => {
                     self.body = None;
-                    self.lease = None;
+                    self.decoder.finish(Instant::now());
                 }
                 Poll::Ready(Some(Err(_))) | Poll::Pending => return,
             }
@@ -186,7 +289,7 @@ impl<T> Drop for ResponseStream<T> {
     /// instead of being closed. A stream dropped earlier is closed at once, which tells
     /// Ollama to stop generating.
     fn drop(&mut self) {
-        if !self.seen_final || self.finished {
+        if !self.decoder.seen_final || self.finished {
             return;
         }
         let (Some(mut body), Ok(rt)) = (self.body.take(), tokio::runtime::Handle::try_current())
@@ -213,61 +316,61 @@ impl<T: StreamItem> Stream for ResponseStream<T> {
             if this.finished {
                 return Poll::Ready(None);
             }
-            if let Some((frame, at)) = this.frames.pop_front() {
-                match this.frame(frame, at) {
-                    None => continue,
-                    Some(Err(e)) => return this.fail(e),
-                    Some(Ok(chunk)) => {
-                        if this.seen_final {
-                            this.drain_ready(cx);
-                        }
-                        return Poll::Ready(Some(Ok(chunk)));
+            match this.decoder.next_item() {
+                Some(Ok(chunk)) => {
+                    if this.decoder.is_complete() {
+                        this.drain_ready(cx);
                     }
+                    return Poll::Ready(Some(Ok(chunk)));
                 }
-            }
-            let Some(body) = this.body.as_mut() else {
-                let seen_final = this.seen_final;
-                this.finish();
-                if seen_final {
+                Some(Err(e)) => {
+                    this.finish();
+                    return Poll::Ready(Some(Err(e)));
+                }
+                None if this.decoder.is_finished() => {
+                    this.finish();
                     return Poll::Ready(None);
                 }
-                return Poll::Ready(Some(Err(Error::truncated(match this.framing {
-                    Framing::Ndjson => "the body ended without a final `done: true` line",
-                    Framing::Sse => "the body ended without `data: [DONE]`",
-                }))));
+                None => {}
+            }
+            let Some(body) = this.body.as_mut() else {
+                // Unreachable in practice: without a body the decoder has seen the end of
+                // input, so it yields an item, an error, or is finished.
+                this.finish();
+                return Poll::Ready(None);
             };
             match Pin::new(body).poll_frame(cx) {
                 Poll::Ready(Some(Ok(f))) => {
-                    let now = Instant::now();
                     this.idle
                         .as_mut()
                         .reset(tokio::time::Instant::now() + this.idle_timeout);
-                    if let Ok(data) = f.into_data()
-                        && let Err(e) = this.decoder.push(&data, now, &mut this.frames)
-                    {
-                        // Frames completed before the error are dropped with the stream:
-                        // a line over the cap means the stream cannot be trusted further.
-                        return this.fail(frame_error(&e));
+                    if let Ok(data) = f.into_data() {
+                        this.decoder.push(&data, Instant::now());
                     }
                 }
+                Poll::Ready(Some(Err(_))) if this.decoder.is_complete() => {
+                    // Everything was delivered; only the transport's end went wrong.
+                    this.body = None;
+                    this.decoder.finish(Instant::now());
+                }
                 Poll::Ready(Some(Err(e))) => {
-                    return this.fail(Error::truncated_by(
+                    this.finish();
+                    return Poll::Ready(Some(Err(Error::truncated_by(
                         "the connection broke before the stream finished",
                         Box::new(e),
-                    ));
+                    ))));
                 }
                 Poll::Ready(None) => {
                     this.body = None;
-                    if let Err(e) = this.decoder.finish(Instant::now(), &mut this.frames) {
-                        // Deliver what was complete, then report the cut.
-                        if this.frames.is_empty() {
-                            return this.fail(frame_error(&e));
-                        }
-                    }
+                    this.decoder.finish(Instant::now());
                 }
                 Poll::Pending => {
                     if this.idle.as_mut().poll(cx).is_ready() {
-                        return this.fail(Error::timeout(Phase::Body, this.idle_timeout));
+                        this.finish();
+                        return Poll::Ready(Some(Err(Error::timeout(
+                            Phase::Body,
+                            this.idle_timeout,
+                        ))));
                     }
                     return Poll::Pending;
                 }
@@ -333,6 +436,119 @@ pub(crate) fn snippet(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ErrorKind;
+    use proptest::prelude::*;
+
+    /// Decodes `chunks` completely; items as values, then the error kind if any.
+    fn decode_all<T: StreamItem>(
+        mut d: StreamDecoder<T>,
+        chunks: &[&[u8]],
+    ) -> (Vec<T>, Option<ErrorKind>) {
+        let now = Instant::now();
+        let mut items = Vec::new();
+        let take = |d: &mut StreamDecoder<T>, items: &mut Vec<T>| -> Option<ErrorKind> {
+            while let Some(r) = d.next_item() {
+                match r {
+                    Ok(c) => items.push(c.item),
+                    Err(e) => return Some(e.kind()),
+                }
+            }
+            None
+        };
+        for c in chunks {
+            d.push(c, now);
+            if let Some(k) = take(&mut d, &mut items) {
+                return (items, Some(k));
+            }
+        }
+        d.finish(now);
+        let k = take(&mut d, &mut items);
+        assert!(d.next_item().is_none(), "nothing after the end or an error");
+        (items, k)
+    }
+
+    fn generate_lines(texts: &[String]) -> Vec<u8> {
+        let mut wire = Vec::new();
+        for t in texts {
+            wire.extend(
+                serde_json::json!({"model":"m","created_at":"t","response":t,"done":false})
+                    .to_string()
+                    .bytes(),
+            );
+            wire.push(b'\n');
+        }
+        wire.extend(br#"{"model":"m","created_at":"t","response":"","done":true,"done_reason":"stop","eval_count":3}"#);
+        wire.push(b'\n');
+        wire
+    }
+
+    #[test]
+    fn typed_stream_ends_cleanly_or_says_why() {
+        let wire = generate_lines(&["a".into(), "b".into()]);
+        let (items, err) = decode_all(StreamDecoder::<GenerateResponse>::ndjson(), &[&wire]);
+        assert_eq!((items.len(), err), (3, None));
+        assert_eq!(items[2].metrics().eval_count, Some(3));
+        // Cut before the final line: the two items, then truncated.
+        let cut = wire.len() - 20;
+        let (items, err) = decode_all(StreamDecoder::<GenerateResponse>::ndjson(), &[&wire[..cut]]);
+        assert_eq!((items.len(), err), (2, Some(ErrorKind::Truncated)));
+        // An error line after one item.
+        let wire = b"{\"response\":\"a\",\"done\":false}\n{\"error\":\"boom\"}\n";
+        let (items, err) = decode_all(StreamDecoder::<GenerateResponse>::ndjson(), &[wire]);
+        assert_eq!((items.len(), err), (1, Some(ErrorKind::StreamError)));
+    }
+
+    #[test]
+    fn over_long_line_comes_after_the_items_before_it() {
+        let mut wire = b"{\"response\":\"a\",\"done\":false}\n".to_vec();
+        wire.extend(std::iter::repeat_n(
+            b'x',
+            crate::decode::MAX_FRAME_BYTES + 1,
+        ));
+        let (items, err) = decode_all(StreamDecoder::<GenerateResponse>::ndjson(), &[&wire]);
+        assert_eq!((items.len(), err), (1, Some(ErrorKind::Decode)));
+    }
+
+    #[test]
+    fn sse_needs_done() {
+        let ok = b"data: {\"choices\":[]}\n\ndata: [DONE]\n\n";
+        let (items, err) = decode_all(StreamDecoder::<ChatCompletionChunk>::sse(), &[ok]);
+        assert_eq!((items.len(), err), (1, None));
+        let (items, err) = decode_all(StreamDecoder::<ChatCompletionChunk>::sse(), &[&ok[..22]]);
+        assert_eq!((items.len(), err), (1, Some(ErrorKind::Truncated)));
+    }
+
+    proptest! {
+        #[test]
+        fn any_split_yields_the_same_typed_items(
+            texts in prop::collection::vec("[a-z \u{e9}\u{4e2d}\u{1F600}\n\"]{0,12}", 0..15),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..25),
+        ) {
+            let wire = generate_lines(&texts);
+            let (whole, err) = decode_all(StreamDecoder::<GenerateResponse>::ndjson(), &[&wire]);
+            prop_assert_eq!(err, None);
+            let mut points: Vec<usize> = cuts.iter().map(|i| i.index(wire.len() + 1)).collect();
+            points.sort_unstable();
+            let mut chunks: Vec<&[u8]> = Vec::new();
+            let mut last = 0;
+            for p in points {
+                chunks.push(&wire[last..p]);
+                last = p;
+            }
+            chunks.push(&wire[last..]);
+            let (split, err) = decode_all(StreamDecoder::<GenerateResponse>::ndjson(), &chunks);
+            prop_assert_eq!(err, None);
+            prop_assert_eq!(&split, &whole);
+            prop_assert_eq!(split.len(), texts.len() + 1);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_the_typed_decoder(chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..10)) {
+            let refs: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+            let _ = decode_all(StreamDecoder::<ChatResponse>::ndjson(), &refs);
+            let _ = decode_all(StreamDecoder::<ChatCompletionChunk>::sse(), &refs);
+        }
+    }
 
     #[test]
     fn error_items_are_recognised() {

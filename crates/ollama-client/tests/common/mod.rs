@@ -56,8 +56,7 @@ pub async fn eventually<F: FnMut() -> bool>(limit: Duration, mut check: F) -> bo
 
 /// Runs `f` and fails the test if it takes longer than `limit` ("nothing hangs").
 pub async fn within<T>(limit: Duration, f: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(limit, f).await {
-        Ok(v) => v,
-        Err(_) => panic!("did not finish within {limit:?}"),
-    }
+    tokio::time::timeout(limit, f)
+        .await
+        .unwrap_or_else(|elapsed| panic!("did not finish within {limit:?} ({elapsed})"))
 }
