@@ -344,8 +344,6 @@ struct NameRequest {
     /// Deprecated alias that ollama-rs still sends.
     #[serde(default)]
     name: String,
-    #[serde(default)]
-    verbose: bool,
 }
 
 impl NameRequest {
@@ -385,7 +383,6 @@ pub(crate) fn show(ctx: &Ctx, body: &[u8]) -> Response<SimBody> {
             &format!("model '{}' not found", crate::models::canonical_name(name)),
         );
     };
-    let _ = req.verbose;
     let spec = &m.spec;
     let arch = spec.family.as_str();
     let mut info = serde_json::Map::new();
@@ -1210,10 +1207,12 @@ pub(crate) async fn embed(ctx: Ctx, body: &[u8]) -> Answer {
     let body = wire::to_json(&EmbedResponse {
         model: &req.model,
         embeddings,
+        // Ollama's EmbedResponse has only these three metrics.
         metrics: Metrics {
-            eval_count: 0,
-            eval_duration: 0,
-            ..metrics
+            total_duration: metrics.total_duration,
+            load_duration: metrics.load_duration,
+            prompt_eval_count: metrics.prompt_eval_count,
+            ..Metrics::default()
         },
     });
     whole_with_fault(&ctx, StatusCode::OK, wire::JSON_UTF8, body, false).await

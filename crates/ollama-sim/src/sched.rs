@@ -49,8 +49,11 @@ struct Runner {
     idle_since: Option<SystemTime>,
     /// Marked for unload: no new requests, removed as soon as it is idle.
     expiring: bool,
-    /// Bumped whenever the runner is used, so a stale keep-alive timer does nothing.
-    generation: u64,
+    /// When an idle runner unloads; `None` while in use or when kept forever.
+    expires: Option<tokio::time::Instant>,
+    /// Whether this runner's (single) expiry task is running. One task per runner, not
+    /// per request, so a busy server does not pile up sleeping timers.
+    timer_armed: bool,
     state: watch::Receiver<LoadState>,
 }
 
@@ -185,7 +188,7 @@ impl Scheduler {
         }
         r.refs += 1;
         r.idle_since = None;
-        r.generation += 1;
+        r.expires = None;
         if let Some(ka) = keep_alive {
             r.session = ka;
         }
@@ -298,7 +301,8 @@ impl Scheduler {
                 session: keep_alive.unwrap_or(self.default_keep_alive),
                 idle_since: None,
                 expiring: false,
-                generation: 0,
+                expires: None,
+                timer_armed: false,
                 state: rx,
             });
             id
@@ -335,30 +339,53 @@ impl Scheduler {
             return;
         }
         r.idle_since = Some(SystemTime::now());
-        r.generation += 1;
-        let generation = r.generation;
         if r.expiring || r.session == KeepAlive::For(Duration::ZERO) {
             st.runners.remove(index);
         } else if let KeepAlive::For(d) = r.session {
-            let wait = scale(d, self.time_scale);
-            let sched = self.clone();
-            tokio::spawn(async move {
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => sched.expire_if_idle(id, generation),
-                    () = sched.cancel.cancelled() => {}
-                }
-            });
+            // A deadline beyond the clock's range is "forever".
+            r.expires = tokio::time::Instant::now().checked_add(scale(d, self.time_scale));
+            if r.expires.is_some() && !r.timer_armed {
+                r.timer_armed = true;
+                let sched = self.clone();
+                tokio::spawn(async move { sched.expiry_timer(id).await });
+            }
         }
         drop(st);
         self.changed.notify_waiters();
     }
 
-    fn expire_if_idle(&self, id: u64, generation: u64) {
-        let mut st = self.lock();
-        st.runners
-            .retain(|r| !(r.id == id && r.refs == 0 && r.generation == generation));
-        drop(st);
-        self.changed.notify_waiters();
+    /// Sleeps until the runner's current deadline; unloads it if it is still idle then,
+    /// follows the deadline if it moved, and stops once the runner is in use again (the
+    /// next release re-arms it) or gone.
+    async fn expiry_timer(self: Arc<Self>, id: u64) {
+        loop {
+            let deadline = {
+                let mut st = self.lock();
+                let Some(index) = st.runners.iter().position(|r| r.id == id) else {
+                    return;
+                };
+                let r = &mut st.runners[index];
+                match r.expires {
+                    Some(at) if r.refs == 0 => {
+                        if at <= tokio::time::Instant::now() {
+                            st.runners.remove(index);
+                            drop(st);
+                            self.changed.notify_waiters();
+                            return;
+                        }
+                        at
+                    }
+                    _ => {
+                        r.timer_armed = false;
+                        return;
+                    }
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => {}
+                () = self.cancel.cancelled() => return,
+            }
+        }
     }
 
     /// `keep_alive: 0` with an empty prompt: unload now, or as soon as the model is idle.

@@ -499,6 +499,10 @@ async fn embeddings_are_normalised_on_embed_only() {
     assert_ne!(e[0], e[1]);
     assert!(v["total_duration"].as_u64().unwrap() > 0);
     assert!(v["prompt_eval_count"].as_u64().unwrap() > 0);
+    assert!(
+        v.get("prompt_eval_duration").is_none() && v.get("eval_count").is_none(),
+        "embed carries only total, load and prompt_eval_count: {v}"
+    );
 
     let v = post(
         &sim,
