@@ -515,10 +515,11 @@ fn print_summary(r: &Report, output: &std::path::Path) {
     ];
     for (name, d) in rows {
         if let Some(d) = d {
-            println!(
-                "  {name:<14}{:>10}{:>10.2}{:>10.2}{:>10.2}{:>10.2}{:>10.2}{:>10.2}",
-                d.count, d.min, d.avg, d.p50, d.p95, d.p99, d.max
-            );
+            let cells: Vec<String> = [d.min, d.avg, d.p50, d.p95, d.p99, d.max]
+                .iter()
+                .map(|&v| format!("{:>10}", cell(v)))
+                .collect();
+            println!("  {name:<14}{:>10}{}", d.count, cells.concat());
         }
     }
     if !s.errors.is_empty() {
@@ -532,4 +533,15 @@ fn print_summary(r: &Report, output: &std::path::Path) {
         );
     }
     println!("  report        {}", output.display());
+}
+
+/// A table cell: two decimals for small values, fewer as they grow, so columns stay aligned.
+fn cell(v: f64) -> String {
+    if v.abs() >= 1e6 {
+        format!("{v:.2e}")
+    } else if v.abs() >= 1e4 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
 }
