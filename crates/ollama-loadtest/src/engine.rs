@@ -33,7 +33,7 @@ pub enum LoadTestError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The server could not be reached or the client could not be built.
-    #[error("cannot use the server: {0}")]
+    #[error("cannot use the server")]
     Connect(#[source] ollama_client::Error),
     /// Telemetry (the JSONL event log) could not be set up.
     #[error(transparent)]

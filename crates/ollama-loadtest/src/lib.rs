@@ -7,6 +7,24 @@
 //! server timings, a queue-wait estimate) in HDR histograms whose memory does not grow
 //! with the number of requests. Results form a versioned [`Report`] that other tools read
 //! and merge. This crate is not a benchmark of the client or a traffic replayer.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use ollama_loadtest::{LoadTest, LoadTestConfig, Mode, Stop, Arrival};
+//!
+//! let mut config = LoadTestConfig::default();
+//! config.client.base_url = Some("http://127.0.0.1:11434".into());
+//! config.mode = Mode::Open { rate: 20.0, arrival: Arrival::Poisson, max_in_flight: 1000 };
+//! config.stop = Stop::Requests(500);
+//! let test = LoadTest::new(config)?;
+//! let cancel = test.cancel_token(); // cancel() for a partial report
+//! let report = test.run().await?;
+//! println!("p99 {} ms", report.summary.latency_ms.p99);
+//! report.write_atomic("logs/perf_reports/example.json")?;
+//! # drop(cancel);
+//! # Ok(())
+//! # }
+//! ```
 
 mod config;
 mod duration;
