@@ -547,6 +547,15 @@ mod tests {
     }
 
     #[test]
+    fn https_and_ipv6_base_urls() {
+        let c = cfg(ClientBuilder::default().base_url("https://example.com/ollama")).unwrap();
+        assert_eq!(c.base_url, "https://example.com:443/ollama");
+        assert_eq!(c.host.authority(), "example.com:443");
+        let c = cfg(ClientBuilder::default().base_url("http://[::1]:8080")).unwrap();
+        assert_eq!(c.host.authority(), "[::1]:8080");
+    }
+
+    #[test]
     fn explicit_authorization_header_wins() {
         let c = cfg(ClientBuilder::default()
             .base_url("h")

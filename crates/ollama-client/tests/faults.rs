@@ -389,3 +389,43 @@ async fn unknown_route_is_plain_http_status() {
     assert!(!e.is_model_not_found());
     assert_eq!(e.message(), Some("404 page not found"));
 }
+
+#[tokio::test]
+async fn a_connect_that_hangs_is_connect_timeout() {
+    // A listener that never accepts, with its accept queue full: the kernel drops further
+    // SYNs, so a new connect hangs (on loopback, without any other host).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            fillers.push(s);
+        }
+    }
+    let c = Client::builder()
+        .base_url(format!("http://{addr}"))
+        .connect_timeout(Duration::from_millis(200))
+        .max_retries(1)
+        .retry_delay(Duration::from_millis(10))
+        .verify_on_init(false)
+        .build()
+        .unwrap();
+    let e = within(LIMIT, c.version()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConnectTimeout, "{e}");
+    assert!(e.is_connect() && e.is_timeout() && e.is_retryable());
+    assert!(e.to_string().contains("connecting"), "{e}");
+    assert_eq!(
+        c.stats().requests_total,
+        2,
+        "a connect timeout is retried: nothing was sent"
+    );
+    assert_eq!(c.stats().open_connections, 0);
+    drop((listener, fillers));
+}
