@@ -1,12 +1,13 @@
 //! `cargo xtask ci`: everything CI checks, in the order CI runs it, so a developer runs CI
-//! locally in one line. `.ci/run` installs the system packages (promtool, prometheus,
-//! node-exporter) and then calls this; nothing here installs anything.
+//! locally in one line. `.ci/run` installs the system packages (Debian `prometheus` for
+//! promtool and the server, `prometheus-node-exporter`) and then calls this; nothing here
+//! installs anything.
 
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 
-use crate::{alerts, cmd, dashboards};
+use crate::{alerts, cmd, dashboards, prom_e2e};
 
 /// One CI step: a name for the log and what it runs.
 struct Step {
@@ -34,6 +35,10 @@ const STEPS: &[Step] = &[
     Step {
         name: "dashboard queries (promtool parse + contract names)",
         run: dashboards::run,
+    },
+    Step {
+        name: "real Prometheus end to end (prom-e2e)",
+        run: prom_e2e::run,
     },
 ];
 

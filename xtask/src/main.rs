@@ -28,7 +28,7 @@ tasks:
   loadtest [ARGS]   build ollama-loadtest (release) and run it with ARGS; adds --sim when no
                     target is configured (no --base-url, no OLLAMA_HOST)
   ci                everything CI runs: fmt --check, clippy -D warnings, cargo test,
-                    alerts, dashboards
+                    alerts, dashboards, prom-e2e
   alerts            promtool check rules + promtool test rules on docs/alerts/
   dashboards [--prometheus URL]
                     every PromQL expression in docs/dashboards/ uses contract metrics and
@@ -37,7 +37,9 @@ tasks:
                     staged rollout: preflight, baseline, candidate, compare, resources,
                     then each stage with a smoke load and a watch; stops at the first
                     failed gate, runs the revert hook, writes a Markdown + HTML report
-  prom-e2e          real Prometheus + node-exporter on loopback ports: scrape, query, rules
+  prom-e2e          real Prometheus + node-exporter on loopback ports scraping the telemetry
+                    exporter under load (examples/exporter_load.rs): counters, alert rules,
+                    the rollout's resource query and every dashboard expression
 ";
 
 fn main() -> ExitCode {

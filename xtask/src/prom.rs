@@ -143,7 +143,6 @@ pub(crate) struct Stack {
     // Children first: they are killed in `Drop` before the directory they write to goes.
     children: Vec<(String, Child)>,
     api: Api,
-    node_exporter: SocketAddr,
     dir: tempfile::TempDir,
 }
 
@@ -163,7 +162,6 @@ impl Stack {
         let mut stack = Self {
             children: Vec::new(),
             api: Api::new(&format!("http://{prom_addr}"))?,
-            node_exporter: node_addr,
             dir,
         };
 
@@ -227,11 +225,6 @@ impl Stack {
     /// The query API of this stack's Prometheus.
     pub(crate) fn api(&self) -> &Api {
         &self.api
-    }
-
-    /// Where node-exporter listens.
-    pub(crate) fn node_exporter(&self) -> SocketAddr {
-        self.node_exporter
     }
 
     /// Waits until Prometheus reports the scrape job `job` as up.

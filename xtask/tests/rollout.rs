@@ -6,7 +6,7 @@
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 fn workspace_root() -> PathBuf {
@@ -41,6 +41,13 @@ fn tool_dir() -> &'static Path {
     })
 }
 
+/// The end-to-end tests run one at a time: two rollouts measuring latency at once on a
+/// two-core machine would make each other's candidate look slower.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// An `ollama-sim` process on a free loopback port, killed on drop.
 struct Sim {
     child: Child,
@@ -57,8 +64,10 @@ impl Sim {
         let child = Command::new(tool_dir().join("ollama-sim"))
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
-            .args(["--time-scale", "0.05", "--seed", "7"])
+            .args(["--time-scale", "0.2", "--seed", "7"])
             // Deterministic models: no jitter, no load time; "slow" generates 10x slower.
+            // At time scale 0.2 a "fast" answer takes about 20 ms of simulated time, which
+            // dwarfs scheduling noise, so an unchanged candidate compares as unchanged.
             .args([
                 "--model",
                 "fast,tokens_per_sec=200,output_tokens=20,jitter=0,load_time=0s",
@@ -115,7 +124,7 @@ perfreport = "{perfreport}"
 [evaluate]
 base_url = "{eval_url}"
 models = ["fast", "slow"]
-loadtest_args = ["--requests", "150", "--workers", "4", "--warmup", "5"]
+loadtest_args = ["--requests", "100", "--workers", "4", "--warmup", "5"]
 
 [baseline]
 loadtest_args = ["--model", "fast"]
@@ -180,6 +189,7 @@ fn explain(output: &Output) -> String {
 
 #[test]
 fn an_unchanged_candidate_passes_every_gate() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let (staging, canary) = (Sim::start(&[]), Sim::start(&[]));
     let output = rollout(
@@ -212,6 +222,7 @@ fn an_unchanged_candidate_passes_every_gate() {
 
 #[test]
 fn a_slower_candidate_fails_at_compare_and_never_reaches_a_stage() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let (staging, canary) = (Sim::start(&[]), Sim::start(&[]));
     let output = rollout(
@@ -238,6 +249,7 @@ fn a_slower_candidate_fails_at_compare_and_never_reaches_a_stage() {
 
 #[test]
 fn a_stage_that_returns_5xx_fails_the_watch_and_is_reverted() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let staging = Sim::start(&[]);
     let canary = Sim::start(&[

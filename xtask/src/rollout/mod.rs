@@ -635,7 +635,12 @@ fn preflight_one(url: &str, models: &[String]) -> Result<String> {
 }
 
 /// `avg_over_time` of `query` over `[start, end]` (unix seconds).
-fn average_over(api: &prom::Api, query: &str, start: f64, end: f64) -> Result<Option<f64>> {
+pub(crate) fn average_over(
+    api: &prom::Api,
+    query: &str,
+    start: f64,
+    end: f64,
+) -> Result<Option<f64>> {
     let seconds = (end - start).max(1.0).ceil();
     let step = (seconds / 10.0).clamp(1.0, 15.0).floor();
     let expr = format!("avg(avg_over_time(({query})[{seconds}s:{step}s]))");
@@ -691,7 +696,7 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-fn unix_now() -> f64 {
+pub(crate) fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
