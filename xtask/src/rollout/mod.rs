@@ -511,7 +511,10 @@ impl Runner {
     fn load(&self, name: &str, args: &[String], poll: Option<Poll<'_>>) -> Result<LoadRun> {
         let report_path = self.out_dir.join(format!("{name}.json"));
         let mut command = Command::new(&self.loadtest);
+        // From the workspace root, like the hooks: relative paths in the plan's flags and
+        // the load tester's request log (logs/requests.jsonl, git-ignored) resolve there.
         command
+            .current_dir(cmd::workspace_root())
             .args(args)
             .arg("--output")
             .arg(&report_path)
