@@ -111,6 +111,9 @@ pub struct ModelSpec {
     pub jitter: f64,
     /// Number of tokens an answer has when nothing caps it.
     pub output_tokens: u32,
+    /// Tokens of `thinking` text before the answer, for models with the `thinking`
+    /// capability when the request does not turn thinking off.
+    pub thinking_tokens: u32,
     /// Context window in tokens; prompt plus output beyond it ends with `done_reason:"length"`.
     pub context_length: u32,
     /// `Some(dim)` makes an embedding-only model with vectors of this size.
@@ -135,6 +138,7 @@ impl ModelSpec {
             tokens_per_sec: 80.0,
             jitter: 0.1,
             output_tokens: 32,
+            thinking_tokens: 16,
             context_length: 4096,
             embedding_dim: None,
             capabilities: vec![Capability::Completion, Capability::Tools],
@@ -155,6 +159,7 @@ impl ModelSpec {
             tokens_per_sec: f64::INFINITY,
             jitter: 0.0,
             output_tokens: 0,
+            thinking_tokens: 0,
             context_length: 512,
             embedding_dim: Some(dim),
             capabilities: vec![Capability::Embedding],
@@ -195,11 +200,10 @@ impl ModelSpec {
                         .map(|c| toml::Value::String(c.trim().to_owned()))
                         .collect(),
                 ),
-                "size" | "output_tokens" | "context_length" | "embedding_dim" => {
-                    toml::Value::Integer(value.parse().map_err(|_| {
-                        SimError::Config(format!("model {spec:?}: {key} must be an integer"))
-                    })?)
-                }
+                "size" | "output_tokens" | "thinking_tokens" | "context_length"
+                | "embedding_dim" => toml::Value::Integer(value.parse().map_err(|_| {
+                    SimError::Config(format!("model {spec:?}: {key} must be an integer"))
+                })?),
                 "prompt_tokens_per_sec" | "tokens_per_sec" | "jitter" => {
                     toml::Value::Float(value.parse().map_err(|_| {
                         SimError::Config(format!("model {spec:?}: {key} must be a number"))
@@ -450,6 +454,7 @@ struct FileModel {
     tokens_per_sec: Option<f64>,
     jitter: Option<f64>,
     output_tokens: Option<u32>,
+    thinking_tokens: Option<u32>,
     context_length: Option<u32>,
     embedding_dim: Option<usize>,
     capabilities: Option<Vec<Capability>>,
@@ -496,6 +501,9 @@ impl FileModel {
         }
         if let Some(v) = self.output_tokens {
             spec.output_tokens = v;
+        }
+        if let Some(v) = self.thinking_tokens {
+            spec.thinking_tokens = v;
         }
         if let Some(v) = self.context_length {
             spec.context_length = v;

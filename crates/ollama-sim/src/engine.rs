@@ -58,6 +58,8 @@ pub(crate) struct Final {
 pub(crate) trait Format: Send + 'static {
     /// One streamed token chunk (a whole NDJSON line or SSE event).
     fn token(&mut self, text: &str) -> Bytes;
+    /// One streamed thinking chunk; `None` when the API has no place for thinking text.
+    fn thinking(&mut self, text: &str) -> Option<Bytes>;
     /// The closing chunk or chunks (final NDJSON line; finish + usage + `[DONE]` for SSE).
     fn finish(&mut self, plan: &Plan, fin: &Final) -> Vec<Bytes>;
     /// What a mid-stream error looks like; `None` ends the stream with nothing more.
@@ -125,20 +127,22 @@ async fn sleep_scaled(shared: &Shared, d: Duration) {
 }
 
 impl Job {
-    /// Runs the whole generation without streaming; returns the text and final metrics.
-    pub(crate) async fn run_whole(self) -> (String, Final) {
+    /// Runs the whole generation without streaming; returns the thinking text, the answer
+    /// text and the final metrics.
+    pub(crate) async fn run_whole(self) -> (String, String, Final) {
         let spec = &self.model.spec;
         let t0 = Instant::now();
         sleep_scaled(&self.shared, self.plan.prompt_eval_time(spec)).await;
         let prompt_eval = t0.elapsed();
         let t1 = Instant::now();
         sleep_scaled(&self.shared, self.plan.eval_time(spec)).await;
+        let thinking = self.plan.thinking_text();
         let text = self.plan.text();
         let eval = t1.elapsed();
         let fin = self.final_of(prompt_eval, eval);
         drop(self.permit);
         drop(self.lease);
-        (text, fin)
+        (thinking, text, fin)
     }
 
     fn final_of(&self, prompt_eval: Duration, eval: Duration) -> Final {
@@ -149,7 +153,7 @@ impl Job {
                 load_duration: nanos(self.load_duration),
                 prompt_eval_count: u64::from(self.plan.prompt_tokens),
                 prompt_eval_duration: nanos(prompt_eval),
-                eval_count: u64::from(self.plan.output_tokens),
+                eval_count: u64::from(self.plan.generated()),
                 eval_duration: nanos(eval),
             },
         }
@@ -193,7 +197,7 @@ impl Job {
         let t1 = Instant::now();
         let mut due = t1;
         let mut sent = 0u32;
-        for i in 0..self.plan.output_tokens {
+        for i in 0..self.plan.generated() {
             due += shared.scaled(self.plan.token_time(&spec, i));
             if due > Instant::now() {
                 tokio::time::sleep_until(due.into()).await;
@@ -201,11 +205,15 @@ impl Job {
             if !apply_fault(&shared, &mut fault, &mut format, &tx, sent, false).await {
                 return;
             }
-            if tx
-                .send(Piece::Data(format.token(self.plan.token(i))))
-                .await
-                .is_err()
-            {
+            let chunk = if self.plan.is_thinking(i) {
+                format.thinking(self.plan.token(i))
+            } else {
+                Some(format.token(self.plan.token(i)))
+            };
+            let Some(chunk) = chunk else {
+                continue;
+            };
+            if tx.send(Piece::Data(chunk)).await.is_err() {
                 return;
             }
             sent += 1;

@@ -27,7 +27,8 @@ struct Args {
     /// NAME[,key=value...] with keys kind (chat|embedding|instant), digest (bare hex),
     /// size, family, parameter_size, quantization, load_time (e.g. 2s),
     /// prompt_tokens_per_sec, tokens_per_sec (0 = instant), jitter (0..1),
-    /// output_tokens, context_length, embedding_dim, capabilities (completion+tools+...).
+    /// output_tokens, thinking_tokens, context_length, embedding_dim,
+    /// capabilities (completion+tools+thinking+...).
     #[arg(long = "model", value_name = "SPEC")]
     models: Vec<String>,
 

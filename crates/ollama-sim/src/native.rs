@@ -65,6 +65,15 @@ pub(crate) fn parse_keep_alive(value: Option<&Value>) -> Result<Option<KeepAlive
 pub(crate) struct Opts {
     pub(crate) num_predict: Option<i64>,
     pub(crate) seed: Option<i64>,
+    /// The request's `think`; `None` means the model's default (on if it can think).
+    pub(crate) think: Option<bool>,
+}
+
+impl Opts {
+    /// Whether this answer starts with thinking text.
+    pub(crate) fn thinks(self, spec: &crate::config::ModelSpec) -> bool {
+        spec.has(Capability::Thinking) && self.think != Some(false)
+    }
 }
 
 const INT_OPTS: [&str; 13] = [
@@ -135,12 +144,12 @@ pub(crate) fn parse_options(
 }
 
 /// Checks `think`: `Ok(true)` when thinking was asked for.
-fn parse_think(think: Option<&Value>) -> Result<bool, String> {
+fn parse_think(think: Option<&Value>) -> Result<Option<bool>, String> {
     match think {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
         Some(Value::String(s)) if matches!(s.as_str(), "high" | "medium" | "low" | "max") => {
-            Ok(true)
+            Ok(Some(true))
         }
         Some(other) => Err(format!(
             "invalid think value: {other} (must be \"high\", \"medium\", \"low\", \"max\", true, or false)"
@@ -637,6 +646,8 @@ struct GenChunk<'a> {
     model: &'a str,
     created_at: &'a str,
     response: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    thinking: &'a str,
     done: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     done_reason: Option<&'a str>,
@@ -649,6 +660,7 @@ struct GenChunk<'a> {
 fn gen_line(
     model: &str,
     response: &str,
+    thinking: &str,
     done_reason: Option<&str>,
     context: Option<&[u32]>,
     metrics: Metrics,
@@ -658,6 +670,7 @@ fn gen_line(
         model,
         created_at: &created_at,
         response,
+        thinking,
         done: done_reason.is_some(),
         done_reason,
         context,
@@ -672,15 +685,22 @@ struct GenFormat {
 
 impl Format for GenFormat {
     fn token(&mut self, text: &str) -> Bytes {
-        let mut v = gen_line(&self.model, text, None, None, Metrics::default());
+        let mut v = gen_line(&self.model, text, "", None, None, Metrics::default());
         v.push(b'\n');
         Bytes::from(v)
+    }
+
+    fn thinking(&mut self, text: &str) -> Option<Bytes> {
+        let mut v = gen_line(&self.model, "", text, None, None, Metrics::default());
+        v.push(b'\n');
+        Some(Bytes::from(v))
     }
 
     fn finish(&mut self, plan: &Plan, fin: &Final) -> Vec<Bytes> {
         let ctx = self.context.map(|h| plan.context(h));
         let mut v = gen_line(
             &self.model,
+            "",
             "",
             Some(fin.done_reason),
             ctx.as_deref(),
@@ -740,13 +760,13 @@ pub(crate) async fn generate(ctx: Ctx, body: &[u8]) -> Answer {
             full_name(&model.name)
         )));
     }
-    match parse_think(req.think.as_ref()) {
+    let think = match parse_think(req.think.as_ref()) {
         Err(e) => return Ok(bad(&e)),
-        Ok(true) if !model.spec.has(Capability::Thinking) => {
+        Ok(Some(true)) if !model.spec.has(Capability::Thinking) => {
             return Ok(bad(&format!("{:?} does not support thinking", req.model)));
         }
-        Ok(_) => {}
-    }
+        Ok(think) => think,
+    };
     if req.raw && (!req.template.is_empty() || !req.system.is_empty() || req.context.is_some()) {
         return Ok(bad(
             "raw mode does not support template, system, or context",
@@ -756,7 +776,7 @@ pub(crate) async fn generate(ctx: Ctx, body: &[u8]) -> Answer {
         return Ok(bad("top_logprobs must be between 0 and 20"));
     }
     let opts = match parse_options(req.options.as_ref()) {
-        Ok(o) => o,
+        Ok(o) => Opts { think, ..o },
         Err(e) => return Ok(native_error(StatusCode::INTERNAL_SERVER_ERROR, &e)),
     };
     let input = GenInput {
@@ -786,6 +806,7 @@ fn gen_line_at(model: &str, created_at: &str, reason: &str) -> Vec<u8> {
         model,
         created_at,
         response: "",
+        thinking: "",
         done: true,
         done_reason: Some(reason),
         context: None,
@@ -804,7 +825,13 @@ async fn run_generate(
     let prompt_hash = textgen::hash_bytes(0, input.prompt.as_bytes());
     let seed = answer_seed(&ctx, model, prompt_hash, input.opts);
     let prompt_tokens = textgen::tokens_for(input.prompt.len()).saturating_add(extra_tokens);
-    let plan = Plan::new(&model.spec, seed, prompt_tokens, input.opts.num_predict);
+    let plan = Plan::new(
+        &model.spec,
+        seed,
+        prompt_tokens,
+        input.opts.num_predict,
+        input.opts.thinks(&model.spec),
+    );
     let job = match schedule(&ctx, model, input.keep_alive, plan, false).await {
         Ok(job) => job,
         Err(resp) => return Ok(resp),
@@ -831,11 +858,12 @@ async fn run_generate(
             .stream(format, ctx.fault.clone(), ctx.conn.clone(), wire::NDJSON)
             .await;
     }
-    let (text, fin) = job.run_whole().await;
+    let (thinking, text, fin) = job.run_whole().await;
     let ctx_ids = context.map(|h| plan.context(h));
     let body = gen_line(
         input.model,
         &text,
+        &thinking,
         Some(fin.done_reason),
         ctx_ids.as_deref(),
         fin.metrics,
@@ -868,6 +896,8 @@ struct ChatRequest {
 struct ChatMsgOut<'a> {
     role: &'a str,
     content: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    thinking: &'a str,
 }
 
 #[derive(Serialize)]
@@ -882,7 +912,13 @@ struct ChatChunk<'a> {
     metrics: Metrics,
 }
 
-fn chat_line(model: &str, content: &str, done_reason: Option<&str>, metrics: Metrics) -> Vec<u8> {
+fn chat_line(
+    model: &str,
+    content: &str,
+    thinking: &str,
+    done_reason: Option<&str>,
+    metrics: Metrics,
+) -> Vec<u8> {
     let created_at = wire::created_at_now();
     wire::to_json(&ChatChunk {
         model,
@@ -890,6 +926,7 @@ fn chat_line(model: &str, content: &str, done_reason: Option<&str>, metrics: Met
         message: ChatMsgOut {
             role: "assistant",
             content,
+            thinking,
         },
         done: done_reason.is_some(),
         done_reason,
@@ -903,13 +940,19 @@ struct ChatFormat {
 
 impl Format for ChatFormat {
     fn token(&mut self, text: &str) -> Bytes {
-        let mut v = chat_line(&self.model, text, None, Metrics::default());
+        let mut v = chat_line(&self.model, text, "", None, Metrics::default());
         v.push(b'\n');
         Bytes::from(v)
     }
 
+    fn thinking(&mut self, text: &str) -> Option<Bytes> {
+        let mut v = chat_line(&self.model, "", text, None, Metrics::default());
+        v.push(b'\n');
+        Some(Bytes::from(v))
+    }
+
     fn finish(&mut self, _plan: &Plan, fin: &Final) -> Vec<Bytes> {
-        let mut v = chat_line(&self.model, "", Some(fin.done_reason), fin.metrics);
+        let mut v = chat_line(&self.model, "", "", Some(fin.done_reason), fin.metrics);
         v.push(b'\n');
         vec![Bytes::from(v)]
     }
@@ -968,18 +1011,18 @@ pub(crate) async fn chat(ctx: Ctx, body: &[u8]) -> Answer {
             full_name(&model.name)
         )));
     }
-    match parse_think(req.think.as_ref()) {
+    let think = match parse_think(req.think.as_ref()) {
         Err(e) => return Ok(bad(&e)),
-        Ok(true) if !model.spec.has(Capability::Thinking) => {
+        Ok(Some(true)) if !model.spec.has(Capability::Thinking) => {
             return Ok(bad(&format!("{:?} does not support thinking", req.model)));
         }
-        Ok(_) => {}
-    }
+        Ok(think) => think,
+    };
     if req.top_logprobs.is_some_and(|n| !(0..=20).contains(&n)) {
         return Ok(bad("top_logprobs must be between 0 and 20"));
     }
     let opts = match parse_options(req.options.as_ref()) {
-        Ok(o) => o,
+        Ok(o) => Opts { think, ..o },
         Err(e) => return Ok(native_error(StatusCode::INTERNAL_SERVER_ERROR, &e)),
     };
     let (prompt_tokens, hash) = chat_prompt_tokens(req.messages.iter().map(|m| m.content.as_str()));
@@ -995,7 +1038,7 @@ pub(crate) async fn chat(ctx: Ctx, body: &[u8]) -> Answer {
 }
 
 fn chat_done(model: &str, reason: &str) -> Vec<u8> {
-    chat_line(model, "", Some(reason), Metrics::default())
+    chat_line(model, "", "", Some(reason), Metrics::default())
 }
 
 /// The parts of a chat request the engine needs (shared with `/v1/chat/completions`).
@@ -1021,6 +1064,7 @@ pub(crate) async fn chat_job(
         seed,
         input.prompt_tokens,
         input.opts.num_predict,
+        input.opts.thinks(&model.spec),
     );
     schedule(ctx, model, input.keep_alive, plan, openai).await
 }
@@ -1035,7 +1079,13 @@ pub(crate) async fn generate_job(
     let prompt_hash = textgen::hash_bytes(0, input.prompt.as_bytes());
     let seed = answer_seed(ctx, model, prompt_hash, input.opts);
     let prompt_tokens = textgen::tokens_for(input.prompt.len());
-    let plan = Plan::new(&model.spec, seed, prompt_tokens, input.opts.num_predict);
+    let plan = Plan::new(
+        &model.spec,
+        seed,
+        prompt_tokens,
+        input.opts.num_predict,
+        input.opts.thinks(&model.spec),
+    );
     schedule(ctx, model, input.keep_alive, plan, openai).await
 }
 
@@ -1064,8 +1114,14 @@ async fn run_chat(
             .stream(format, ctx.fault.clone(), ctx.conn.clone(), wire::NDJSON)
             .await;
     }
-    let (text, fin) = job.run_whole().await;
-    let body = chat_line(input.model, &text, Some(fin.done_reason), fin.metrics);
+    let (thinking, text, fin) = job.run_whole().await;
+    let body = chat_line(
+        input.model,
+        &text,
+        &thinking,
+        Some(fin.done_reason),
+        fin.metrics,
+    );
     whole_with_fault(&ctx, StatusCode::OK, wire::JSON_UTF8, body, false).await
 }
 
@@ -1099,7 +1155,7 @@ pub(crate) async fn embed_inputs(
         .iter()
         .map(|s| textgen::tokens_for(s.len()))
         .fold(0u32, u32::saturating_add);
-    let plan = Plan::new(&model.spec, 0, tokens.max(1), Some(0));
+    let plan = Plan::new(&model.spec, 0, tokens.max(1), Some(0), false);
     let job = schedule(ctx, model, keep_alive, plan, openai).await?;
     let t0 = Instant::now();
     let d = ctx.shared.scaled(plan.prompt_eval_time(&model.spec));

@@ -75,7 +75,7 @@ struct Usage {
 impl Usage {
     fn of(plan: &Plan) -> Self {
         let p = u64::from(plan.prompt_tokens);
-        let c = u64::from(plan.output_tokens);
+        let c = u64::from(plan.generated());
         Usage {
             prompt_tokens: p,
             completion_tokens: c,
@@ -84,10 +84,11 @@ impl Usage {
     }
 }
 
-fn opts_from(max_tokens: Option<i64>, seed: Option<i64>) -> Opts {
+fn opts_from(max_tokens: Option<i64>, seed: Option<i64>, think: Option<bool>) -> Opts {
     Opts {
         num_predict: max_tokens,
         seed,
+        think,
     }
 }
 
@@ -150,6 +151,8 @@ struct ChatCompletionRequest {
     max_completion_tokens: Option<i64>,
     seed: Option<i64>,
     tools: Option<Vec<Value>>,
+    /// `none` turns thinking off; any effort level leaves it on.
+    reasoning_effort: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -167,6 +170,8 @@ struct Delta<'a> {
     role: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -211,6 +216,23 @@ impl ChatSse {
 }
 
 impl Format for ChatSse {
+    fn thinking(&mut self, text: &str) -> Option<Bytes> {
+        let role = self.first.then_some("assistant");
+        self.first = false;
+        Some(self.chunk(
+            vec![ChunkChoice {
+                index: 0,
+                delta: Delta {
+                    role,
+                    content: None,
+                    reasoning: Some(text),
+                },
+                finish_reason: None,
+            }],
+            None,
+        ))
+    }
+
     fn token(&mut self, text: &str) -> Bytes {
         let role = self.first.then_some("assistant");
         self.first = false;
@@ -220,6 +242,7 @@ impl Format for ChatSse {
                 delta: Delta {
                     role,
                     content: Some(text),
+                    reasoning: None,
                 },
                 finish_reason: None,
             }],
@@ -235,6 +258,7 @@ impl Format for ChatSse {
                 delta: Delta {
                     role,
                     content: None,
+                    reasoning: None,
                 },
                 finish_reason: Some(fin.done_reason),
             }],
@@ -256,6 +280,7 @@ impl Format for ChatSse {
                 delta: Delta {
                     role: None,
                     content: None,
+                    reasoning: None,
                 },
                 finish_reason: None,
             }],
@@ -272,6 +297,8 @@ impl Format for ChatSse {
 struct Message<'a> {
     role: &'a str,
     content: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    reasoning: &'a str,
 }
 
 #[derive(Serialize)]
@@ -332,7 +359,11 @@ pub(crate) async fn chat(ctx: Ctx, body: &[u8]) -> Answer {
         empty: false,
         prompt_tokens,
         hash,
-        opts: opts_from(req.max_tokens.or(req.max_completion_tokens), req.seed),
+        opts: opts_from(
+            req.max_tokens.or(req.max_completion_tokens),
+            req.seed,
+            req.reasoning_effort.as_deref().map(|e| e != "none"),
+        ),
         keep_alive: None,
     };
     let job = match native::chat_job(&ctx, &model, &input, true).await {
@@ -357,7 +388,7 @@ pub(crate) async fn chat(ctx: Ctx, body: &[u8]) -> Answer {
             .await;
     }
     let plan = job.plan;
-    let (text, fin) = job.run_whole().await;
+    let (thinking, text, fin) = job.run_whole().await;
     let body = with_newline(wire::to_json(&ChatCompletion {
         id: &id,
         object: "chat.completion",
@@ -369,6 +400,7 @@ pub(crate) async fn chat(ctx: Ctx, body: &[u8]) -> Answer {
             message: Message {
                 role: "assistant",
                 content: &text,
+                reasoning: &thinking,
             },
             finish_reason: fin.done_reason,
         }],
@@ -443,6 +475,11 @@ impl CompletionSse {
 }
 
 impl Format for CompletionSse {
+    /// Legacy completions have no place for thinking text; only its tokens count.
+    fn thinking(&mut self, _text: &str) -> Option<Bytes> {
+        None
+    }
+
     fn token(&mut self, text: &str) -> Bytes {
         self.chunk(
             vec![TextChoice {
@@ -524,7 +561,7 @@ pub(crate) async fn completions(ctx: Ctx, body: &[u8]) -> Answer {
     let input = GenInput {
         model: &req.model,
         prompt: &prompt,
-        opts: opts_from(req.max_tokens, req.seed),
+        opts: opts_from(req.max_tokens, req.seed, None),
         keep_alive: None,
     };
     let job = match native::generate_job(&ctx, &model, &input, true).await {
@@ -548,7 +585,7 @@ pub(crate) async fn completions(ctx: Ctx, body: &[u8]) -> Answer {
             .await;
     }
     let plan = job.plan;
-    let (text, fin) = job.run_whole().await;
+    let (_thinking, text, fin) = job.run_whole().await;
     let body = with_newline(wire::to_json(&Completion {
         id: &id,
         object: "text_completion",

@@ -99,6 +99,9 @@ fn unit(h: u64) -> f64 {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Plan {
     pub(crate) prompt_tokens: u32,
+    /// Tokens of `thinking` text, generated before the answer.
+    pub(crate) thinking_tokens: u32,
+    /// Tokens of answer text.
     pub(crate) output_tokens: u32,
     /// `"stop"` or `"length"`.
     pub(crate) done_reason: &'static str,
@@ -106,14 +109,17 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// Plans an answer: the model's output length, varied by jitter, capped by
-    /// `num_predict` (then `"length"`) and by the context window.
+    /// Plans an answer: `thinking_tokens` of thinking when `think`, then the model's output
+    /// length varied by jitter; the total is capped by `num_predict` (then `"length"`) and
+    /// by the context window.
     pub(crate) fn new(
         spec: &ModelSpec,
         seed: u64,
         prompt_tokens: u32,
         num_predict: Option<i64>,
+        think: bool,
     ) -> Self {
+        let mut thinking_tokens = if think { spec.thinking_tokens } else { 0 };
         let base = f64::from(spec.output_tokens.max(1));
         let vary = if spec.jitter > 0.0 {
             1.0 + spec.jitter * (2.0 * unit(splitmix64(seed ^ 0x5eed)) - 1.0)
@@ -122,31 +128,41 @@ impl Plan {
         };
         let mut output_tokens = (base * vary).round().max(1.0) as u32;
         let mut done_reason = "stop";
-        if let Some(limit) = num_predict.filter(|n| *n >= 0) {
-            let limit = u32::try_from(limit).unwrap_or(u32::MAX);
-            if limit < output_tokens {
-                output_tokens = limit;
-                done_reason = "length";
-            }
-        }
         let room = spec.context_length.saturating_sub(prompt_tokens);
-        if output_tokens > room {
-            output_tokens = room;
+        let limit = num_predict
+            .filter(|n| *n >= 0)
+            .map_or(u32::MAX, |n| u32::try_from(n).unwrap_or(u32::MAX))
+            .min(room);
+        if thinking_tokens.saturating_add(output_tokens) > limit {
+            thinking_tokens = thinking_tokens.min(limit);
+            output_tokens = limit - thinking_tokens;
             done_reason = "length";
         }
         Plan {
             prompt_tokens: prompt_tokens.min(spec.context_length),
+            thinking_tokens,
             output_tokens,
             done_reason,
             seed,
         }
     }
 
-    /// The text of token `i` (a word, with a leading space after the first).
+    /// All generated tokens (thinking and answer): the `eval_count`.
+    pub(crate) fn generated(&self) -> u32 {
+        self.thinking_tokens + self.output_tokens
+    }
+
+    /// Whether generated token `i` is thinking text.
+    pub(crate) fn is_thinking(&self, i: u32) -> bool {
+        i < self.thinking_tokens
+    }
+
+    /// The text of generated token `i`: a word, with a leading space except at the start
+    /// of the thinking text and of the answer.
     pub(crate) fn token(&self, i: u32) -> &'static str {
         let h = splitmix64(self.seed ^ u64::from(i).wrapping_mul(0x9E37_79B9));
         let word = WORDS[(h % WORDS.len() as u64) as usize];
-        if i == 0 {
+        if i == 0 || i == self.thinking_tokens {
             word
         } else {
             SPACED[(h % WORDS.len() as u64) as usize]
@@ -161,8 +177,17 @@ impl Plan {
 
     /// The whole answer text.
     pub(crate) fn text(&self) -> String {
-        let mut s = String::with_capacity(self.output_tokens as usize * 7);
-        for i in 0..self.output_tokens {
+        self.join(self.thinking_tokens..self.generated())
+    }
+
+    /// The whole thinking text (empty when the answer has none).
+    pub(crate) fn thinking_text(&self) -> String {
+        self.join(0..self.thinking_tokens)
+    }
+
+    fn join(&self, range: std::ops::Range<u32>) -> String {
+        let mut s = String::with_capacity(range.len() * 7);
+        for i in range {
             s.push_str(self.token(i));
         }
         s
@@ -170,11 +195,11 @@ impl Plan {
 
     /// `context`: prompt token ids then output token ids.
     pub(crate) fn context(&self, prompt_hash: u64) -> Vec<u32> {
-        let mut ctx = Vec::with_capacity((self.prompt_tokens + self.output_tokens) as usize);
+        let mut ctx = Vec::with_capacity((self.prompt_tokens + self.generated()) as usize);
         for i in 0..self.prompt_tokens {
             ctx.push(1 + (splitmix64(prompt_hash ^ u64::from(i)) % 32_000) as u32);
         }
-        for i in 0..self.output_tokens {
+        for i in 0..self.generated() {
             ctx.push(self.token_id(i));
         }
         ctx
@@ -197,7 +222,7 @@ impl Plan {
 
     /// Simulated time of the whole generation.
     pub(crate) fn eval_time(&self, spec: &ModelSpec) -> Duration {
-        (0..self.output_tokens)
+        (0..self.generated())
             .map(|i| self.token_time(spec, i))
             .sum()
     }
@@ -311,14 +336,14 @@ mod tests {
     #[test]
     fn plans_are_deterministic_and_capped() {
         let spec = ModelSpec::chat("m");
-        let a = Plan::new(&spec, 42, 10, None);
-        let b = Plan::new(&spec, 42, 10, None);
+        let a = Plan::new(&spec, 42, 10, None, false);
+        let b = Plan::new(&spec, 42, 10, None, false);
         assert_eq!(a.text(), b.text());
         assert_eq!(a.done_reason, "stop");
-        let capped = Plan::new(&spec, 42, 10, Some(3));
+        let capped = Plan::new(&spec, 42, 10, Some(3), false);
         assert_eq!(capped.output_tokens, 3);
         assert_eq!(capped.done_reason, "length");
-        let ctx = Plan::new(&spec, 42, spec.context_length - 2, None);
+        let ctx = Plan::new(&spec, 42, spec.context_length - 2, None, false);
         assert_eq!(ctx.output_tokens, 2);
         assert_eq!(ctx.done_reason, "length");
         assert_eq!(

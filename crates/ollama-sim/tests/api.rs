@@ -892,3 +892,62 @@ async fn html_is_escaped_like_go() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn thinking_models_think_first_unless_told_not_to() {
+    let thinker = ModelSpec {
+        capabilities: vec![
+            ollama_sim::Capability::Completion,
+            ollama_sim::Capability::Thinking,
+        ],
+        thinking_tokens: 3,
+        ..quick("qwen3:latest")
+    };
+    let sim = start_with(vec![thinker], |_| {}).await;
+    let lines = post(&sim, "/api/generate", r#"{"model":"qwen3","prompt":"x"}"#)
+        .await
+        .lines();
+    let (last, rest) = lines.split_last().unwrap();
+    for l in &rest[..3] {
+        assert_eq!(l["response"], "");
+        assert!(!l["thinking"].as_str().unwrap().is_empty(), "{l}");
+    }
+    for l in &rest[3..] {
+        assert!(l.get("thinking").is_none(), "{l}");
+    }
+    assert_eq!(last["eval_count"].as_u64().unwrap(), rest.len() as u64);
+
+    let v = post(
+        &sim,
+        "/api/chat",
+        r#"{"model":"qwen3","messages":[{"role":"user","content":"x"}],"stream":false}"#,
+    )
+    .await
+    .json();
+    assert_eq!(
+        v["message"]["thinking"]
+            .as_str()
+            .unwrap()
+            .split(' ')
+            .count(),
+        3
+    );
+    let v = post(&sim, "/api/chat", r#"{"model":"qwen3","messages":[{"role":"user","content":"x"}],"stream":false,"think":false}"#)
+        .await
+        .json();
+    assert!(v["message"].get("thinking").is_none());
+    let v = post(
+        &sim,
+        "/v1/chat/completions",
+        r#"{"model":"qwen3","messages":[{"role":"user","content":"x"}]}"#,
+    )
+    .await
+    .json();
+    assert!(
+        !v["choices"][0]["message"]["reasoning"]
+            .as_str()
+            .unwrap()
+            .is_empty()
+    );
+    sim.shutdown().await;
+}
