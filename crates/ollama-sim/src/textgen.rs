@@ -353,6 +353,23 @@ mod tests {
     }
 
     #[test]
+    fn thinking_comes_first_and_counts_against_the_cap() {
+        let spec = ModelSpec {
+            thinking_tokens: 5,
+            ..ModelSpec::chat("m")
+        };
+        let p = Plan::new(&spec, 1, 10, None, true);
+        assert_eq!(p.thinking_tokens, 5);
+        assert_eq!(p.generated(), 5 + p.output_tokens);
+        assert!(!p.thinking_text().starts_with(' ') && !p.text().starts_with(' '));
+        assert_eq!(p.thinking_text().split(' ').count(), 5);
+        let capped = Plan::new(&spec, 1, 10, Some(7), true);
+        assert_eq!((capped.thinking_tokens, capped.output_tokens), (5, 2));
+        assert_eq!(capped.done_reason, "length");
+        assert_eq!(Plan::new(&spec, 1, 10, None, false).thinking_tokens, 0);
+    }
+
+    #[test]
     fn embeddings_are_deterministic_and_normalised() {
         let v = embedding(1, "m", "hello", 64, true);
         assert_eq!(v, embedding(1, "m", "hello", 64, true));
