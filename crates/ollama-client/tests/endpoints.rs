@@ -388,3 +388,55 @@ fn blocking_client_works_without_a_runtime() {
     drop(c);
     rt.block_on(sim.shutdown());
 }
+
+#[tokio::test]
+async fn request_fields_reach_the_server() {
+    // Each field is sent only when set; the server's validation proves it arrived.
+    let sim = fast_sim().await;
+    let c = client(&sim);
+    within(LIMIT, async {
+        let cases: Vec<(GenerateRequest, &str)> = vec![
+            (
+                GenerateRequest::new(MODEL, "x").raw(true).system("s"),
+                "raw mode does not support",
+            ),
+            (
+                GenerateRequest::new(MODEL, "x").think(true),
+                "does not support thinking",
+            ),
+            (
+                GenerateRequest::new(MODEL, "x").suffix("y"),
+                "does not support insert",
+            ),
+            (
+                GenerateRequest::new(MODEL, "x").top_logprobs(21),
+                "top_logprobs must be between 0 and 20",
+            ),
+        ];
+        for (req, want) in cases {
+            let e = c.generate(req).await.unwrap_err();
+            assert_eq!(e.status().map(|s| s.as_u16()), Some(400), "{want}: {e}");
+            assert!(e.message().unwrap().contains(want), "{want}: {e}");
+        }
+        // Accepted fields: format, keep_alive as a string, options, think false, context.
+        let r = c
+            .generate(
+                GenerateRequest::new(MODEL, "x")
+                    .format(Format::Json)
+                    .keep_alive(KeepAlive::Text("10m".into()))
+                    .think(false)
+                    .context(vec![1, 2, 3])
+                    .options(Options::new().num_predict(4).stop(["\n"])),
+            )
+            .await
+            .unwrap();
+        assert!(r.done);
+        // A bad keep_alive string is the server's 400, with Go's parse error.
+        let e = c
+            .generate(GenerateRequest::new(MODEL, "x").keep_alive(KeepAlive::Text("5".into())))
+            .await
+            .unwrap_err();
+        assert_eq!(e.status().map(|s| s.as_u16()), Some(400), "{e}");
+    })
+    .await;
+}
