@@ -55,6 +55,13 @@ impl Url {
     }
 }
 
+impl Url {
+    /// The socket address the URL resolved to.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
 fn is_loopback(ip: IpAddr) -> bool {
     ip.is_loopback()
 }

@@ -27,6 +27,11 @@ pub(crate) struct Api {
 }
 
 impl Api {
+    /// The `host:port` this client talks to.
+    pub(crate) fn addr(&self) -> std::net::SocketAddr {
+        self.url.addr()
+    }
+
     /// A client for the Prometheus at `url` (e.g. `http://127.0.0.1:9090`).
     pub(crate) fn new(url: &str) -> Result<Self> {
         Ok(Self {

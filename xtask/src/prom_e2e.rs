@@ -7,6 +7,9 @@
 //! exporter's counters arrive, the rules evaluate healthy and the ones the injected faults
 //! should trip go pending, node-exporter's CPU and memory figures and the rollout's
 //! resource average come back, and every dashboard expression runs and returns data.
+//! Last, two real rollouts against an `ollama-sim` process use this Prometheus: one whose
+//! resource gate and watch pass, one whose watch sees a pending alert, fails the stage and
+//! runs its revert hook.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -171,9 +174,116 @@ pub(crate) fn run() -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+    rollouts_with_prometheus(&stack)?;
     drop(fixture);
     eprintln!("prom-e2e: ok");
     Ok(())
+}
+
+/// Rollouts whose resource and watch gates read this stack's Prometheus.
+fn rollouts_with_prometheus(stack: &prom::Stack) -> Result<()> {
+    cmd::run(cmd::cargo().args([
+        "build",
+        "--locked",
+        "-p",
+        "ollama-sim",
+        "-p",
+        "ollama-loadtest",
+    ]))?;
+    let tools = loadtest::target_dir().join("debug");
+    let sim_addr = prom::free_loopback_port()?;
+    let _sim = Fixture::spawn(
+        Command::new(tools.join("ollama-sim"))
+            .arg("--listen")
+            .arg(sim_addr.to_string())
+            .args(["--time-scale", "0.05"])
+            .stderr(Stdio::null()),
+    )?;
+    let deadline = Instant::now() + WAIT;
+    while std::net::TcpStream::connect(sim_addr).is_err() {
+        if Instant::now() >= deadline {
+            bail!("ollama-sim did not listen on {sim_addr}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let plan = |name: &str, watch: &str| {
+        format!(
+            r#"
+name = "prom-e2e {name}"
+report_dir = {reports}
+[tools]
+loadtest = {loadtest}
+[evaluate]
+base_url = "http://{sim_addr}"
+models = ["llama3.2:latest"]
+loadtest_args = ["--duration", "3s", "--workers", "2"]
+[baseline]
+[candidate]
+[gates]
+compare = false
+# Generous: the traffic fixture shares the machine, CPU use is noisy on this scale.
+max_resource_increase_percent = 1000.0
+[prometheus]
+url = "http://{prom}"
+[prometheus.resources]
+cpu_busy_cores = 'sum(rate(node_cpu_seconds_total{{mode!="idle"}}[5s]))'
+[prometheus.watch]
+{watch}
+[evaluation]
+window = "3s"
+interval = "1s"
+loadtest_args = ["--workers", "1"]
+[[stage]]
+name = "canary"
+base_url = "http://{sim_addr}"
+revert = "touch {reverted}"
+"#,
+            reports = toml_str(&dir.path().join(name).display().to_string()),
+            loadtest = toml_str(&tools.join("ollama-loadtest").display().to_string()),
+            prom = stack.api().addr(),
+            reverted = dir.path().join(format!("{name}-reverted")).display(),
+        )
+    };
+    let cases = [
+        ("passing", "firing = 'ALERTS{alertstate=\"firing\"}'", true),
+        (
+            "pending-alert",
+            "busy = 'ALERTS{alertname=\"OllamaServerBusy\"}'",
+            false,
+        ),
+    ];
+    for (name, watch, should_pass) in cases {
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, plan(name, watch))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        let (passed, report) = rollout::execute(rollout::Plan::read(&path)?)?;
+        let text = std::fs::read_to_string(&report)
+            .with_context(|| format!("cannot read {}", report.display()))?;
+        if !text.contains("resource cpu_busy_cores | pass") {
+            bail!("rollout `{name}`: the resource gate did not pass:\n{text}");
+        }
+        let reverted = dir.path().join(format!("{name}-reverted")).exists();
+        if passed != should_pass || reverted == should_pass {
+            bail!(
+                "rollout `{name}`: passed={passed}, reverted={reverted}, expected the opposite\n{text}"
+            );
+        }
+        eprintln!(
+            "prom-e2e: rollout `{name}` {} as it should",
+            if passed {
+                "passed"
+            } else {
+                "failed and reverted"
+            }
+        );
+    }
+    Ok(())
+}
+
+/// A TOML basic string holding `text` (JSON string escaping is valid TOML).
+fn toml_str(text: &str) -> String {
+    Value::String(text.to_owned()).to_string()
 }
 
 /// The traffic fixture, killed on drop (it is our own child).

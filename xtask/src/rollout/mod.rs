@@ -21,7 +21,8 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::Value;
 
 use crate::{cmd, http, loadtest, prom};
-use plan::{Plan, Stage};
+pub(crate) use plan::Plan;
+use plan::Stage;
 use report::{Gate, Report};
 
 /// Timeout of each preflight HTTP call.
@@ -50,12 +51,17 @@ pub(crate) fn run_cli(args: &[OsString]) -> Result<ExitCode> {
         print!("{}", dry_run_text(&plan, &plan_path)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let passed = Runner::new(plan)?.run()?;
+    let (passed, _) = execute(plan)?;
     Ok(if passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Runs a plan for real; returns the verdict and the Markdown report's path.
+pub(crate) fn execute(plan: Plan) -> Result<(bool, PathBuf)> {
+    Runner::new(plan)?.run()
 }
 
 /// What a real run would do, step by step; reads the plan only.
@@ -223,7 +229,7 @@ impl Runner {
     }
 
     /// Runs every step until one fails; writes the report; returns the verdict.
-    fn run(mut self) -> Result<bool> {
+    fn run(mut self) -> Result<(bool, PathBuf)> {
         let passed = self.steps();
         let (md, html) = self.report.write(&self.out_dir)?;
         eprintln!("rollout: report {} and {}", md.display(), html.display());
@@ -236,7 +242,7 @@ impl Runner {
                 "FAILED (see report)"
             }
         );
-        Ok(passed)
+        Ok((passed, md))
     }
 
     fn steps(&mut self) -> Result<bool> {
