@@ -268,3 +268,43 @@ async fn model_mix_and_cold_loads() {
     assert_eq!(r.models["warm"].cold_loads, 0);
     assert!(r.metrics.load_ms.as_ref().unwrap().max >= 250.0);
 }
+
+/// Goodput follows the SLOs, and two shards of one test, written and read back, merge
+/// into exactly the histogram of their union.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn goodput_and_lossless_shard_merge() {
+    // 20 tokens at 200 tok/s: about 100 ms per request.
+    let sim = sim(vec![model("m", 200.0, 20)], 4, 1.0, FaultPlan::none()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut shards = Vec::new();
+    for (i, slo) in ["e2e=60ms", "e2e=1s,ttft=500ms"].into_iter().enumerate() {
+        let mut c = config(&sim, "m");
+        c.workload.stream = true;
+        c.slo = Some(slo.parse().unwrap());
+        c.mode = Mode::Closed {
+            workers: 2,
+            delay: Duration::ZERO,
+        };
+        c.stop = Stop::Requests(10);
+        let r = run(c).await.unwrap();
+        let g = r.goodput.as_ref().unwrap();
+        let expected = if i == 0 { 0 } else { 10 };
+        assert_eq!(g.good_requests, expected, "{slo}: {g:?}");
+        let path = dir.path().join(format!("shard{i}.json"));
+        r.write_atomic(&path).unwrap();
+        shards.push(ollama_loadtest::Report::read(&path).unwrap());
+    }
+    sim.shutdown().await;
+    let mut merged = shards[0].histogram("e2e").unwrap().unwrap();
+    merged
+        .add(shards[1].histogram("e2e").unwrap().unwrap())
+        .unwrap();
+    assert_eq!(merged.len(), 20);
+    let scale = shards[0].histograms["e2e"].scale;
+    let d = ollama_loadtest::Distribution::from_histogram(&merged, scale).unwrap();
+    let (a, b) = (&shards[0].summary.latency_ms, &shards[1].summary.latency_ms);
+    // Merged extremes are the shards' extremes within the histogram's 0.1 % resolution.
+    assert!((d.max - a.max.max(b.max)).abs() / d.max < 0.002, "{d:?}");
+    assert!((d.min - a.min.min(b.min)).abs() / d.min < 0.002, "{d:?}");
+    assert!(d.p50 >= a.min.min(b.min) && d.p50 <= a.max.max(b.max));
+}
