@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+#[cfg(test)]
+use clap::CommandFactory as _;
 use clap::Parser;
 use ollama_sim::{FaultPlan, FaultRule, KeepAlive, ModelSpec, Sim, SimConfig};
 
@@ -13,7 +15,7 @@ use ollama_sim::{FaultPlan, FaultRule, KeepAlive, ModelSpec, Sim, SimConfig};
 /// With no --model and no config models it serves "llama3.2:latest" (chat) and
 /// "all-minilm:latest" (embedding, 384 dimensions).
 #[derive(Parser, Debug)]
-#[command(name = "ollama-sim", version, after_long_help = AFTER_HELP)]
+#[command(name = "ollama-sim", version, after_long_help = after_help())]
 struct Args {
     /// Address to listen on.
     #[arg(long, env = "OLLAMA_SIM_LISTEN", default_value = "127.0.0.1:11434")]
@@ -52,7 +54,7 @@ struct Args {
     max_loaded_models: Option<usize>,
 
     /// Default keep-alive: a Go duration (5m, -1m, 0) or seconds (OLLAMA_KEEP_ALIVE).
-    #[arg(long, env = "OLLAMA_KEEP_ALIVE", value_parser = parse_keep_alive)]
+    #[arg(long, env = "OLLAMA_KEEP_ALIVE", value_parser = parse_keep_alive, allow_hyphen_values = true)]
     keep_alive: Option<KeepAlive>,
 
     /// Multiplier on every simulated delay (load, tokens, keep-alive, fault stalls):
@@ -88,18 +90,53 @@ FAULTS (--fault SPEC, or [[faults.rules]] in the TOML file with the same keys):
  the last key. DURATION is humantime (2s, 150ms) and is scaled by --time-scale.
  Example: --fault kind=reset,after=3,rate=0.1,endpoint=/api/generate
 
-CONFIG FILE (--config sim.toml):
-  listen = \"127.0.0.1:11434\"   num_parallel = 2   max_queue = 512   max_loaded_models = 3
-  keep_alive = \"5m\"   time_scale = 1.0   seed = 0   version = \"0.12.3\"
-  [[models]]
-  name = \"llama3.2\"   load_time = \"2s\"   tokens_per_sec = 40   output_tokens = 64
-  [faults]
-  seed = 1
-  [[faults.rules]]
-  kind = \"stall\"   for = \"2s\"   after = 3   rate = 0.1
+CONFIG FILE (--config sim.toml; every key optional; [[models]] replaces the model list):
+";
 
+/// A complete, valid config file; shown in `--help` and parsed by a test.
+const CONFIG_EXAMPLE: &str = r#"listen = "127.0.0.1:11434"
+num_parallel = 2
+max_queue = 512
+max_loaded_models = 3
+keep_alive = "5m"
+time_scale = 1.0
+seed = 0
+version = "0.12.3"
+
+[[models]]            # keys as in --model
+name = "llama3.2"
+load_time = "2s"
+tokens_per_sec = 40
+output_tokens = 64
+
+[[models]]
+name = "all-minilm"
+kind = "embedding"
+embedding_dim = 384
+
+[faults]
+seed = 1
+[[faults.rules]]      # keys as in --fault
+kind = "stall"
+for = "2s"
+after = 3
+rate = 0.1
+"#;
+
+const EXAMPLE: &str = "
 EXAMPLE:
-  ollama-sim &   curl -N http://127.0.0.1:11434/api/generate -d '{\"model\":\"llama3.2\",\"prompt\":\"hi\"}'";
+  ollama-sim &
+  curl -N http://127.0.0.1:11434/api/generate -d '{\"model\":\"llama3.2\",\"prompt\":\"hi\"}'";
+
+fn after_help() -> String {
+    let mut indented = String::with_capacity(CONFIG_EXAMPLE.len() * 2);
+    for line in CONFIG_EXAMPLE.lines() {
+        indented.push_str("  ");
+        indented.push_str(line);
+        indented.push('\n');
+    }
+    format!("{AFTER_HELP}{indented}{EXAMPLE}")
+}
 
 fn parse_keep_alive(text: &str) -> Result<KeepAlive, String> {
     KeepAlive::parse_env(text).map_err(|e| e.to_string())
@@ -173,4 +210,41 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("ollama-sim: shutting down");
     sim.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_help_example_config_is_valid() {
+        let mut config = SimConfig::default();
+        config
+            .apply_toml(CONFIG_EXAMPLE)
+            .expect("the --help example parses");
+        assert_eq!(config.models.len(), 2);
+        assert_eq!(config.faults.rules.len(), 1);
+    }
+
+    #[test]
+    fn flags_override_defaults() {
+        let args = Args::parse_from([
+            "ollama-sim",
+            "--instant",
+            "--model",
+            "a,tokens_per_sec=5",
+            "--num-parallel",
+            "3",
+            "--keep-alive",
+            "-1",
+            "--fault",
+            "kind=busy,nth=2",
+        ]);
+        let config = build_config(&args).expect("valid flags");
+        assert_eq!(config.models[0].name, "a");
+        assert_eq!(config.num_parallel, 3);
+        assert_eq!(config.keep_alive, KeepAlive::Forever);
+        assert_eq!(config.faults.rules.len(), 1);
+        Args::command().debug_assert();
+    }
 }
