@@ -50,13 +50,13 @@ async fn three_shards_merge_into_the_whole() {
     // One generator with 3 workers and 36 requests...
     let whole = ollama_loadtest::run(config(&url, 3, 36, 1)).await.unwrap();
     // ...and three generators with 1 worker and 12 requests each, at the same time.
-    let (a, b, c) = tokio::join!(
+    let (east, west, north) = tokio::join!(
         ollama_loadtest::run(config(&url, 1, 12, 2)),
         ollama_loadtest::run(config(&url, 1, 12, 3)),
         ollama_loadtest::run(config(&url, 1, 12, 4)),
     );
     sim.shutdown().await;
-    let shards = [a.unwrap(), b.unwrap(), c.unwrap()];
+    let shards = [east.unwrap(), west.unwrap(), north.unwrap()];
 
     // Through files, as the CLI does.
     let dir = tempfile::tempdir().unwrap();

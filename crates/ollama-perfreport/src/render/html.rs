@@ -16,7 +16,10 @@ use super::svg::{
     Axes, BASE, BarPair, CANDIDATE, ChangeRow, Line, PALETTE, bar_pairs, change_chart, esc,
     line_chart, num, verdict_colour,
 };
-use super::{Page, fmt_estimate, fmt_pct, fmt_threshold, scenario_views, server_versions};
+use super::{
+    Page, fmt_estimate, fmt_pct, fmt_threshold, regressions_by_scenario, scenario_views,
+    server_versions,
+};
 
 const STYLE: &str = r"
 :root{--fg:#1d2330;--muted:#5f6b7a;--line:#d8dee8;--bg:#ffffff;--soft:#f4f6fa}
@@ -28,6 +31,7 @@ h2{font-size:20px;margin:28px 0 10px;border-bottom:2px solid var(--line);padding
 h3{font-size:17px;margin:22px 0 8px}
 .meta{color:var(--muted);margin:0 0 14px}
 .banner{padding:14px 18px;border-radius:8px;font-size:18px;font-weight:600;margin:12px 0;color:#fff}
+.banner ul{margin:6px 0 0;padding-left:22px;font-size:15px;font-weight:500}
 .banner.bad{background:#c62828}.banner.good{background:#2e7d32}
 .warn{background:#fff8e1;border:1px solid #f0c36d;border-radius:8px;padding:10px 16px;margin:12px 0}
 .warn ul{margin:6px 0 0;padding-left:20px}
@@ -42,12 +46,13 @@ svg .vt{font-size:12px;font-weight:600}
 svg .grid{stroke:#eceff4;stroke-width:1}
 svg .frame{fill:none;stroke:var(--line)}
 table{border-collapse:collapse;width:100%;margin:8px 0;font-size:13.5px}
-th,td{padding:5px 8px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
+th,td{padding:5px 7px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}
-th{background:var(--soft);font-weight:600}
+th{background:var(--soft);font-weight:600;white-space:normal;vertical-align:bottom}
 tr:nth-child(even) td{background:#fafbfd}
 .v{font-weight:600;padding:2px 8px;border-radius:10px;color:#fff;font-size:12px}
 .note{color:var(--muted);font-size:12px;white-space:normal;text-align:left}
+.ci{color:var(--muted);font-size:11.5px}
 .scroll{overflow-x:auto}
 ";
 
@@ -114,20 +119,21 @@ fn comparison_section(s: &mut String, c: &Comparison) {
         c.bootstrap.confidence * 100.0,
         c.bootstrap.resamples
     );
-    let regressions: Vec<String> = c
-        .regressions()
-        .map(|(sc, m)| format!("{sc}: {}", m.label()))
-        .collect();
-    if regressions.is_empty() {
+    let (n, groups) = regressions_by_scenario(c);
+    if n == 0 {
         s.push_str(r#"<div class="banner good">No regressions</div>"#);
     } else {
         let _ = write!(
             s,
-            r#"<div class="banner bad">{} regression{}: {}</div>"#,
-            regressions.len(),
-            if regressions.len() == 1 { "" } else { "s" },
-            esc(&regressions.join(", "))
+            r#"<div class="banner bad">{n} regression{} in {} scenario{}<ul>"#,
+            if n == 1 { "" } else { "s" },
+            groups.len(),
+            if groups.len() == 1 { "" } else { "s" }
         );
+        for (scenario, metrics) in &groups {
+            let _ = write!(s, "<li><b>{}</b>: {}</li>", esc(scenario), esc(metrics));
+        }
+        s.push_str("</ul></div>");
     }
     let tally = c
         .tally()
@@ -398,34 +404,44 @@ fn report_section(
     if !r.suite.description.is_empty() {
         let _ = write!(s, "<p>{}</p>", esc(&r.suite.description));
     }
-    s.push_str(r#"<div class="scroll"><table><tr><th>scenario</th><th>model</th><th>endpoint</th><th>load</th><th>reps</th><th>requests</th><th>failures</th><th>success %</th><th>req/s</th><th>e2e p50 ms</th><th>e2e p95 ms</th><th>e2e p99 ms</th><th>TTFT p50 ms</th><th>TPOT p50 ms</th><th>tok/s per req</th><th>output tok/s</th><th>goodput req/s</th></tr>"#);
+    s.push_str(r#"<div class="scroll"><table><tr><th>scenario</th><th>load</th><th>reps</th><th>requests</th><th>success %</th><th>req/s</th><th>e2e p50 ms</th><th>e2e p99 ms</th><th>TTFT p50 ms</th><th>TPOT p50 ms</th><th>tok/s per request</th><th>output tok/s</th><th>goodput req/s</th></tr>"#);
     for v in &views {
         let load = match (v.concurrency, v.rate) {
             (Some(c), _) => format!("c={c}"),
             (None, Some(rate)) => format!("{} req/s", num(rate)),
             _ => "–".into(),
         };
-        let e = |m: Metric, ci: bool| fmt_estimate(v.value(m), ci);
+        // The value, with its interval on a second, quieter line.
+        let e = |m: Metric| match v.value(m) {
+            None => "–".to_owned(),
+            Some(est) => match est.ci {
+                Some(ci) if ci.hi > ci.lo => format!(
+                    r#"{}<br><span class="ci">{}–{}</span>"#,
+                    num(est.point),
+                    num(ci.lo),
+                    num(ci.hi)
+                ),
+                _ => num(est.point),
+            },
+        };
         let _ = write!(
             s,
-            "<tr><td>{}</td><td>{}</td><td>{}{}</td><td>{load}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            r#"<tr><td>{}<br><span class="ci">{} {}{}</span></td><td>{load}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
             esc(&v.name),
             esc(&v.model),
             esc(&v.endpoint),
-            if v.stream { " (stream)" } else { "" },
+            if v.stream { " stream" } else { "" },
             v.repetitions,
             v.requests,
-            v.failures,
-            e(Metric::SuccessRate, false),
+            e(Metric::SuccessRate),
             num(v.requests_per_second),
-            e(Metric::E2eP50, true),
-            e(Metric::E2eP95, false),
-            e(Metric::E2eP99, true),
-            e(Metric::TtftP50, false),
-            e(Metric::TpotP50, false),
-            e(Metric::TokensPerSecond, false),
-            e(Metric::Throughput, false),
-            e(Metric::Goodput, false),
+            e(Metric::E2eP50),
+            e(Metric::E2eP99),
+            e(Metric::TtftP50),
+            e(Metric::TpotP50),
+            e(Metric::TokensPerSecond),
+            e(Metric::Throughput),
+            e(Metric::Goodput),
         );
     }
     s.push_str("</table></div><div class=\"grid\">");
@@ -447,6 +463,7 @@ fn report_section(
         groups
             .iter()
             .enumerate()
+            .filter(|(_, (_, vs))| vs.iter().any(|v| v.value(metric).is_some()))
             .map(|(i, (name, vs))| {
                 // (concurrency, estimate), by concurrency.
                 let mut pts: Vec<(f64, crate::stats::Estimate)> = vs

@@ -12,7 +12,9 @@ use crate::trend::Trend;
 use crate::verdict::Verdict;
 
 use super::svg::num;
-use super::{fmt_estimate, fmt_pct, fmt_threshold, scenario_views, server_versions};
+use super::{
+    fmt_estimate, fmt_pct, fmt_threshold, regressions_by_scenario, scenario_views, server_versions,
+};
 
 fn badge(v: Verdict) -> &'static str {
     match v {
@@ -42,20 +44,20 @@ pub fn comparison_markdown(c: &Comparison) -> String {
         cell(&c.candidate.suite),
         cell(&c.candidate.started_at)
     );
-    let regressions: Vec<String> = c
-        .regressions()
-        .map(|(s, m)| format!("`{s}` {}", m.label()))
-        .collect();
-    if regressions.is_empty() {
+    let (n, groups) = regressions_by_scenario(c);
+    if n == 0 {
         let _ = writeln!(s, "**Verdict: no regressions.**");
     } else {
         let _ = writeln!(
             s,
-            "**Verdict: {} regression{}**: {}.",
-            regressions.len(),
-            if regressions.len() == 1 { "" } else { "s" },
-            regressions.join(", ")
+            "**Verdict: {n} regression{}** in {} scenario{}:",
+            if n == 1 { "" } else { "s" },
+            groups.len(),
+            if groups.len() == 1 { "" } else { "s" }
         );
+        for (scenario, metrics) in &groups {
+            let _ = writeln!(s, "- `{}`: {metrics}", cell(scenario));
+        }
     }
     let tally = c
         .tally()

@@ -72,7 +72,6 @@ pub(crate) struct ScenarioView {
     pub(crate) name: String,
     pub(crate) repetitions: usize,
     pub(crate) requests: u64,
-    pub(crate) failures: u64,
     pub(crate) requests_per_second: f64,
     pub(crate) model: String,
     pub(crate) endpoint: String,
@@ -120,7 +119,6 @@ pub(crate) fn scenario_views(
                     .iter()
                     .map(|r| r.summary.total_requests)
                     .sum(),
-                failures: run.repetitions.iter().map(|r| r.summary.failures).sum(),
                 requests_per_second: run
                     .repetitions
                     .iter()
@@ -205,4 +203,24 @@ pub(crate) fn fmt_threshold(t: f64) -> String {
     } else {
         format!("±{t:.1}%")
     }
+}
+
+/// Regressions grouped by scenario: `(count, [(scenario, "e2e p50, e2e p95")])`.
+pub(crate) fn regressions_by_scenario(c: &Comparison) -> (usize, Vec<(String, String)>) {
+    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+    let mut n = 0;
+    for (scenario, metric) in c.regressions() {
+        n += 1;
+        match groups.iter_mut().find(|(s, _)| s == scenario) {
+            Some((_, ms)) => ms.push(metric.label()),
+            None => groups.push((scenario.to_owned(), vec![metric.label()])),
+        }
+    }
+    (
+        n,
+        groups
+            .into_iter()
+            .map(|(s, ms)| (s, ms.join(", ")))
+            .collect(),
+    )
 }

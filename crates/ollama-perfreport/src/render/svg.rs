@@ -166,7 +166,16 @@ pub(crate) fn line_chart(axes: &Axes<'_>, lines: &[Line]) -> Option<String> {
     if axes.y_zero {
         y0 = y0.min(0.0);
     }
-    if x1 <= x0 {
+    if axes.x_names.is_some() {
+        // Categories: half a step of room on both sides so end labels are not clipped.
+        x0 -= 0.5;
+        x1 += 0.5;
+    } else if !axes.x_log && x1 > x0 {
+        // Room for markers at the ends.
+        let pad = (x1 - x0) * 0.05;
+        x0 -= pad;
+        x1 += pad;
+    } else if x1 <= x0 {
         if axes.x_log {
             x0 /= 2.0;
             x1 *= 2.0;
@@ -328,13 +337,15 @@ pub(crate) fn line_chart(axes: &Axes<'_>, lines: &[Line]) -> Option<String> {
             }
         }
     }
-    // Legend under the axis label, wrapping into columns.
+    // Legend under the axis label, wrapping onto as many rows as it needs; the SVG grows
+    // by one row height per extra row.
     let mut lx = LEFT;
-    let ly = H - 12.0;
+    let mut ly = H - 12.0;
     for l in lines {
         let width = 26.0 + 6.5 * l.label.chars().count() as f64;
-        if lx + width > W {
-            break;
+        if lx > LEFT && lx + width > W {
+            lx = LEFT;
+            ly += 16.0;
         }
         let _ = write!(
             s,
@@ -347,6 +358,14 @@ pub(crate) fn line_chart(axes: &Axes<'_>, lines: &[Line]) -> Option<String> {
         lx += width + 12.0;
     }
     s.push_str("</svg>");
+    let height = ly + 8.0;
+    if height > H {
+        s = s.replacen(
+            &format!(r#"viewBox="0 0 {W} {H}""#),
+            &format!(r#"viewBox="0 0 {W} {height}""#),
+            1,
+        );
+    }
     Some(s)
 }
 
@@ -453,18 +472,26 @@ pub(crate) fn change_chart(title: &str, rows: &[ChangeRow]) -> Option<String> {
             sx(r.worse_pct)
         );
         if r.worse_pct.abs() > extent {
+            // Off the scale: an arrow at the edge and the value beside it, inside the plot.
+            let (anchor, dx, arrow) = if r.worse_pct > 0.0 {
+                ("end", -8.0, "▶")
+            } else {
+                ("start", 8.0, "◀")
+            };
             let _ = write!(
                 s,
-                r#"<text x="{:.1}" y="{:.1}" class="tick" fill="{c}" text-anchor="middle">{}</text>"#,
+                r#"<text x="{:.1}" y="{:.1}" class="tick" fill="{c}" text-anchor="{anchor}">{:+.0}%</text><text x="{:.1}" y="{:.1}" class="tick" fill="{c}" text-anchor="middle">{arrow}</text>"#,
+                sx(r.worse_pct) + dx,
+                y + 4.0,
+                r.worse_pct,
                 sx(r.worse_pct),
-                y - 6.0,
-                if r.worse_pct > 0.0 { "▶" } else { "◀" }
+                y - 6.0
             );
         }
         let _ = write!(
             s,
             r#"<text x="{:.1}" y="{:.1}" class="vt" fill="{c}">{}</text>"#,
-            left + pw + 6.0,
+            left + pw + 14.0,
             y + 4.0,
             r.verdict
         );
