@@ -103,10 +103,10 @@ fn find(ctx: &Ctx, name: &str) -> Result<Arc<LocalModel>, Response<SimBody>> {
         .ok_or_else(|| err(StatusCode::NOT_FOUND, &format!("model '{name}' not found")))
 }
 
-/// Extracts the text of an OpenAI message `content` (a string or an array of parts).
-fn content_text(content: &Value) -> Result<String, String> {
-    match content {
-        Value::Null => Ok(String::new()),
+/// Extracts the text of an OpenAI message `content` (a string or an array of parts), with
+/// `FromChatRequest`'s errors.
+fn content_text(message: &OpenAiMessage) -> Result<String, String> {
+    match &message.content {
         Value::String(s) => Ok(s.clone()),
         Value::Array(parts) => {
             let mut text = String::new();
@@ -131,7 +131,16 @@ fn content_text(content: &Value) -> Result<String, String> {
             }
             Ok(text)
         }
-        _ => Err("invalid message content type".into()),
+        other if message.tool_calls.is_null() => Err(format!(
+            "invalid message content type: {}",
+            match other {
+                Value::Null => "<nil>",
+                Value::Bool(_) => "bool",
+                Value::Number(_) => "float64",
+                _ => "map[string]interface {}",
+            }
+        )),
+        _ => Ok(String::new()),
     }
 }
 
@@ -158,10 +167,10 @@ struct ChatCompletionRequest {
 #[derive(Deserialize)]
 struct OpenAiMessage {
     #[serde(default)]
-    #[allow(dead_code)] // Roles do not change simulated output, but must decode.
-    role: String,
-    #[serde(default)]
     content: Value,
+    /// Content may only be missing when the message carries tool calls.
+    #[serde(default)]
+    tool_calls: Value,
 }
 
 #[derive(Serialize)]
@@ -329,7 +338,7 @@ pub(crate) async fn chat(ctx: Ctx, body: &[u8]) -> Answer {
     }
     let mut texts = Vec::with_capacity(req.messages.len());
     for m in &req.messages {
-        match content_text(&m.content) {
+        match content_text(m) {
             Ok(t) => texts.push(t),
             Err(e) => return Ok(middleware_err(&e)),
         }

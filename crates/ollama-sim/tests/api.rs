@@ -735,6 +735,17 @@ async fn openai_chat_completions() {
     let r = post(
         &sim,
         "/v1/chat/completions",
+        r#"{"model":"llama3.2","messages":[{"role":"user"}]}"#,
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json()["error"]["message"],
+        "invalid message content type: <nil>"
+    );
+    let r = post(
+        &sim,
+        "/v1/chat/completions",
         r#"{"model":"nope","messages":[{"role":"user","content":"hi"}]}"#,
     )
     .await;
