@@ -29,6 +29,11 @@ fn err(status: StatusCode, message: &str) -> Response<SimBody> {
     wire::openai_error(status, message, false)
 }
 
+/// A request body the `/v1` middleware could not bind: gin's error text as is.
+fn decode_err(e: &wire::BodyError) -> Response<SimBody> {
+    middleware_err(if e.empty { "EOF" } else { &e.message })
+}
+
 fn middleware_err(message: &str) -> Response<SimBody> {
     wire::openai_error(StatusCode::BAD_REQUEST, message, true)
 }
@@ -331,7 +336,7 @@ struct ChatCompletion<'a> {
 pub(crate) async fn chat(ctx: Ctx, body: &[u8]) -> Answer {
     let req: ChatCompletionRequest = match wire::decode_body(body, "ChatCompletionRequest") {
         Ok(r) => r,
-        Err(e) => return Ok(middleware_err(&e.message)),
+        Err(e) => return Ok(decode_err(&e)),
     };
     if req.messages.is_empty() {
         return Ok(middleware_err("[] is too short - 'messages'"));
@@ -546,7 +551,7 @@ struct Completion<'a> {
 pub(crate) async fn completions(ctx: Ctx, body: &[u8]) -> Answer {
     let req: CompletionRequest = match wire::decode_body(body, "CompletionRequest") {
         Ok(r) => r,
-        Err(e) => return Ok(middleware_err(&e.message)),
+        Err(e) => return Ok(decode_err(&e)),
     };
     let prompt = match &req.prompt {
         Value::String(s) => s.clone(),
@@ -654,7 +659,7 @@ pub(crate) async fn embeddings(ctx: Ctx, body: &[u8]) -> Answer {
     }
     let req: EmbedRequest = match wire::decode_body(body, "EmbedRequest") {
         Ok(r) => r,
-        Err(e) => return Ok(middleware_err(&e.message)),
+        Err(e) => return Ok(decode_err(&e)),
     };
     let base64 = match req.encoding_format.as_deref() {
         None | Some("" | "float") => false,

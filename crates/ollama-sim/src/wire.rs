@@ -210,6 +210,9 @@ pub(crate) fn local_time(t: std::time::SystemTime) -> String {
 #[derive(Debug)]
 pub(crate) struct BodyError {
     pub(crate) message: String,
+    /// The body held no JSON at all (Go's `io.EOF`): natively `missing request body`,
+    /// but the `/v1` middleware passes Go's bare `EOF` through.
+    pub(crate) empty: bool,
 }
 
 /// Decodes a JSON request body like gin's `ShouldBindJSON`: whitespace only is
@@ -219,6 +222,7 @@ pub(crate) fn decode_body<T: DeserializeOwned>(body: &[u8], go_type: &str) -> Re
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(BodyError {
             message: "missing request body".to_owned(),
+            empty: true,
         });
     }
     // Go decodes only objects into a request struct; `null` leaves it empty, any other
@@ -226,7 +230,10 @@ pub(crate) fn decode_body<T: DeserializeOwned>(body: &[u8], go_type: &str) -> Re
     let first = body.iter().copied().find(|b| !b.is_ascii_whitespace());
     if let Some(first) = first.filter(|b| *b != b'{') {
         if let Some(syntax) = go_syntax_error(body) {
-            return Err(BodyError { message: syntax });
+            return Err(BodyError {
+                message: syntax,
+                empty: false,
+            });
         }
         let kind = match first {
             b'[' => "array",
@@ -243,6 +250,7 @@ pub(crate) fn decode_body<T: DeserializeOwned>(body: &[u8], go_type: &str) -> Re
                 message: format!(
                     "json: cannot unmarshal {kind} into Go value of type api.{go_type}"
                 ),
+                empty: false,
             });
         }
     }
@@ -251,9 +259,11 @@ pub(crate) fn decode_body<T: DeserializeOwned>(body: &[u8], go_type: &str) -> Re
         Some(Ok(value)) => Ok(value),
         Some(Err(err)) => Err(BodyError {
             message: go_decode_message(body, &err, go_type),
+            empty: false,
         }),
         None => Err(BodyError {
             message: "missing request body".to_owned(),
+            empty: true,
         }),
     }
 }

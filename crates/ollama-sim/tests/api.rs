@@ -732,6 +732,10 @@ async fn openai_chat_completions() {
         r.json(),
         json!({"error":{"message":"[] is too short - 'messages'","type":"invalid_request_error","param":null,"code":null}})
     );
+    // gin's bind error passes through the /v1 middleware as is: Go's bare EOF.
+    let r = post(&sim, "/v1/chat/completions", "").await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json()["error"]["message"], "EOF");
     let r = post(
         &sim,
         "/v1/chat/completions",
