@@ -114,7 +114,7 @@ struct Args {
     #[arg(long)]
     num_ctx: Option<u64>,
     /// keep_alive sent with each request, e.g. 5m, -1, 0 (native endpoints).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     model_keep_alive: Option<String>,
 
     /// Goodput SLOs, e.g. "ttft=500ms,e2e=5s" (also tpot).
