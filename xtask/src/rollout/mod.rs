@@ -252,20 +252,44 @@ impl Runner {
         let Some(baseline) = self.side("baseline")? else {
             return Ok(false);
         };
-        let Some(candidate) = self.side("candidate")? else {
+        // From here on something may have been applied: an error is a failed gate, so the
+        // revert hook still runs.
+        let candidate = self.side("candidate");
+        let Some(candidate) = self
+            .failed_on_error("candidate load run", candidate)
+            .flatten()
+        else {
             self.revert_candidate();
             return Ok(false);
         };
-        if !(self.compare(&baseline, &candidate)? && self.resources(&baseline, &candidate)) {
+        let compared = self.compare(&baseline, &candidate);
+        if !(self.failed_on_error("compare", compared).unwrap_or(false)
+            && self.resources(&baseline, &candidate))
+        {
             self.revert_candidate();
             return Ok(false);
         }
         for index in 0..self.plan.stages.len() {
-            if !self.stage(index)? {
+            if !self.stage(index) {
                 return Ok(false);
             }
         }
         Ok(true)
+    }
+
+    /// Turns a step's error into a failed gate (named `what`), so the caller can revert.
+    fn failed_on_error<T>(&mut self, what: &str, result: Result<T>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(err) => {
+                self.report.push(Gate::new(
+                    format!("{what} (error)"),
+                    false,
+                    format!("{err:#}"),
+                ));
+                None
+            }
+        }
     }
 
     /// Every server answers `GET /` and `/api/version` and lists the plan's models.
@@ -394,7 +418,7 @@ impl Runner {
 
     /// One stage: apply hook, smoke load over the window with the watch queries; on any
     /// failure the stage's revert hook runs.
-    fn stage(&mut self, index: usize) -> Result<bool> {
+    fn stage(&mut self, index: usize) -> bool {
         let Stage {
             name,
             base_url,
@@ -407,7 +431,10 @@ impl Runner {
             apply.clone(),
             revert.clone(),
         );
-        let passed = self.stage_steps(&name, &base_url, apply.as_deref())?;
+        let result = self.stage_steps(&name, &base_url, apply.as_deref());
+        let passed = self
+            .failed_on_error(&format!("stage {name}"), result)
+            .unwrap_or(false);
         if !passed && let Some(revert) = revert {
             self.hook(
                 &format!("stage {name} revert hook"),
@@ -416,7 +443,7 @@ impl Runner {
                 &base_url,
             );
         }
-        Ok(passed)
+        passed
     }
 
     fn stage_steps(&mut self, name: &str, base_url: &str, apply: Option<&str>) -> Result<bool> {
