@@ -108,6 +108,9 @@ pub struct ModelEvents {
     /// Server load time (`model_load_ms`) of cold starts; of every request that reports it
     /// when the log has no `model_warm_start`.
     pub load_ms: Option<Distribution>,
+    /// Server load time of every request that reports it, warm or cold (a warm request
+    /// still reports a small `load_duration`).
+    pub load_ms_all: Option<Distribution>,
 }
 
 /// A line that could not be read as a JSON object.
@@ -376,6 +379,7 @@ pub fn summarize_events(path: &Path, window: Window) -> Result<EventsSummary, Er
                 } else {
                     &a.any_load
                 }),
+                load_ms_all: Distribution::of(&a.any_load),
             }
         })
         .collect();
@@ -427,6 +431,8 @@ this is not json
         assert_eq!((a.warm_starts, a.cold_starts), (1, 1));
         let load = a.load_ms.unwrap();
         assert_eq!((load.count, load.max), (1, 900.0));
+        let all = a.load_ms_all.unwrap();
+        assert_eq!((all.count, all.max), (2, 900.0));
         let b = &s.models[2];
         assert_eq!((b.errors, b.abandoned), (1, 1));
         assert_eq!(b.errors_by_type["unknown"], 1);

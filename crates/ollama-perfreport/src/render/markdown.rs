@@ -268,7 +268,7 @@ pub fn events_markdown(e: &EventsSummary) -> String {
     );
     let _ = writeln!(
         s,
-        "| model | requests | ok | errors | abandoned | tok/s mean | tok/s p50 | tok/s p95 | latency p50 ms | latency p95 ms | cold loads | load ms mean | load ms max | errors by type |"
+        "| model | requests | ok | errors | abandoned | tok/s mean | tok/s p50 | tok/s p95 | latency p50 ms | latency p95 ms | cold loads | cold load ms mean | cold load ms max | load ms p95 (all) | errors by type |"
     );
     let _ = writeln!(
         s,
@@ -285,7 +285,7 @@ pub fn events_markdown(e: &EventsSummary) -> String {
             .join(", ");
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {tm} | {t50} | {t95} | {l50} | {l95} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {tm} | {t50} | {t95} | {l50} | {l95} | {} | {} | {} | {} | {} |",
             cell(&m.model),
             m.requests,
             m.successes,
@@ -294,6 +294,7 @@ pub fn events_markdown(e: &EventsSummary) -> String {
             m.cold_starts,
             m.load_ms.map_or("–".into(), |d| num(d.mean)),
             m.load_ms.map_or("–".into(), |d| num(d.max)),
+            m.load_ms_all.map_or("–".into(), |d| num(d.p95)),
             cell(&errors)
         );
     }
