@@ -74,6 +74,20 @@ impl SimBody {
         }
     }
 
+    /// The first half of a whole body (an injected `malformed` fault); streams are kept.
+    pub(crate) fn truncated(self) -> Self {
+        match self.kind {
+            Kind::Full(Some(d)) => SimBody {
+                kind: Kind::Full(Some(d.slice(..d.len() / 2))),
+                in_flight: self.in_flight,
+            },
+            kind => SimBody {
+                kind,
+                in_flight: self.in_flight,
+            },
+        }
+    }
+
     /// Attaches the in-flight guard so the request counts until the body is done.
     pub(crate) fn with_in_flight(mut self, guard: InFlight) -> Self {
         self.in_flight = Some(guard);

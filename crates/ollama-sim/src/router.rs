@@ -121,6 +121,12 @@ pub(crate) async fn handle(
         // The client went away while sending: nobody will read an answer.
         Err(_) => return Err(ResetConnection),
     };
+    // Endpoints that never generate get stream faults applied to their whole answer
+    // here; generation endpoints apply them themselves (mid-stream or to the body).
+    let whole_fault = match &fault {
+        Some(f) if !generates(endpoint) => Some((f.clone(), shared.clone(), conn.clone())),
+        _ => None,
+    };
     let ctx = Ctx {
         shared,
         conn,
@@ -155,7 +161,50 @@ pub(crate) async fn handle(
             "404 page not found",
         )),
     }?;
+    let resp = match whole_fault {
+        None => resp,
+        Some((f, shared, conn)) => apply_whole_fault(&shared, &conn, endpoint, f, resp).await?,
+    };
     Ok(resp.with_in_flight_resp(in_flight))
+}
+
+/// Endpoints whose handlers run the generation engine (and so apply stream faults
+/// themselves). Pull progress streams take them like a whole answer (before the head).
+fn generates(endpoint: Endpoint) -> bool {
+    matches!(
+        endpoint,
+        Endpoint::Generate
+            | Endpoint::Chat
+            | Endpoint::Embed
+            | Endpoint::Embeddings
+            | Endpoint::OpenAiChat
+            | Endpoint::OpenAiCompletions
+            | Endpoint::OpenAiEmbeddings
+    )
+}
+
+/// A stream fault on an endpoint that answers in one piece.
+async fn apply_whole_fault(
+    shared: &Shared,
+    conn: &ConnCtl,
+    endpoint: Endpoint,
+    fault: StreamFault,
+    resp: Response<SimBody>,
+) -> Result<Response<SimBody>, ResetConnection> {
+    Ok(match fault {
+        StreamFault::Reset(_) => return Err(reset(conn)),
+        StreamFault::Stall(_, d) => {
+            let d = shared.scaled(d);
+            if !d.is_zero() {
+                tokio::time::sleep(d).await;
+            }
+            resp
+        }
+        StreamFault::Malformed(_) => resp.map(SimBody::truncated),
+        StreamFault::Error(_, message) => {
+            error_for(endpoint, StatusCode::INTERNAL_SERVER_ERROR, &message)
+        }
+    })
 }
 
 /// Attaching the in-flight guard to a response's body.

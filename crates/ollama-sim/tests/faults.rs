@@ -246,3 +246,40 @@ async fn rates_are_seeded_and_faults_change_at_run_time() {
     assert_eq!(post(&sim, "/api/generate", WHOLE).await.status(), 200);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn stream_faults_apply_to_whole_answers_of_other_endpoints() {
+    let sim = sim_with(FaultRule::new(FaultKind::Reset { after: 1 }).endpoint("/api/tags")).await;
+    let mut c = Conn::connect(sim.addr()).await;
+    c.send("GET", "/api/tags", None).await;
+    let err = c.read_head().await.expect_err("reset instead of an answer");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+
+    sim.set_faults(
+        FaultPlan::none().with(
+            FaultRule::new(FaultKind::ErrorLine {
+                after: 1,
+                message: None,
+            })
+            .endpoint("/api/show"),
+        ),
+    );
+    let r = post(&sim, "/api/show", r#"{"model":"m"}"#).await;
+    assert_eq!(r.status(), 500);
+    assert_eq!(
+        r.json(),
+        json!({"error":"an error was encountered while running the model"})
+    );
+
+    sim.set_faults(
+        FaultPlan::none()
+            .with(FaultRule::new(FaultKind::Malformed { after: 1 }).endpoint("/v1/models")),
+    );
+    let r = common::get(&sim, "/v1/models").await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        serde_json::from_slice::<Value>(&r.body).is_err(),
+        "cut body"
+    );
+    sim.shutdown().await;
+}
