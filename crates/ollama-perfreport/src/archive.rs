@@ -71,6 +71,10 @@ pub struct SuiteReport {
     /// Number of load-generator shards merged into this report (1 for a plain run).
     #[serde(default = "one")]
     pub shards: u32,
+    /// True when the run was interrupted: later scenarios or repetitions are missing and
+    /// the last repetition may be partial.
+    #[serde(default)]
+    pub partial: bool,
     /// The suite definition used, thresholds included.
     pub suite: Suite,
     /// Results, in suite order.
@@ -93,6 +97,7 @@ impl SuiteReport {
             base_url,
             simulated,
             shards: 1,
+            partial: false,
             suite,
             scenarios: Vec::new(),
         }
@@ -112,6 +117,7 @@ impl SuiteReport {
             base_url: report.environment.base_url.clone(),
             simulated: report.environment.simulated,
             shards: 1,
+            partial: report.partial,
             suite,
             scenarios: vec![ScenarioRun {
                 name,

@@ -214,6 +214,16 @@ pub fn compare(
             unmatched.join("; ")
         )));
     }
+    for (side, r, label) in [
+        ("base", base, base_label),
+        ("candidate", candidate, candidate_label),
+    ] {
+        if r.partial {
+            warnings.push(format!(
+                "the {side} {label} was interrupted: scenarios or repetitions are missing"
+            ));
+        }
+    }
     if base.suite.thresholds != candidate.suite.thresholds {
         warnings.push("the two suites set different thresholds; the base's apply".to_owned());
     }

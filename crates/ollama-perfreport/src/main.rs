@@ -16,6 +16,8 @@ use ollama_perfreport::{
 
 /// Exit code when a comparison finds a regression.
 const EXIT_REGRESSION: u8 = 3;
+/// Exit code when `run` was interrupted and wrote a partial report (128 + SIGINT).
+const EXIT_INTERRUPTED: u8 = 130;
 
 #[derive(Parser)]
 #[command(
@@ -23,7 +25,7 @@ const EXIT_REGRESSION: u8 = 3;
     version,
     about = "Performance reports for an Ollama service: run suites, compare before/after with confidence intervals, trends, shard merging, request-log summaries, Markdown and HTML rendering.",
     arg_required_else_help = true,
-    after_help = "Exit codes: 0 success, 1 error, 2 bad usage, 3 `compare` found a regression.\nDocs: docs/PERFREPORT.md"
+    after_help = "Exit codes: 0 success, 1 error, 2 bad usage, 3 `compare` found a regression, 130 `run` was interrupted (Ctrl-C) and wrote a partial report.\nDocs: docs/PERFREPORT.md"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -248,6 +250,14 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 } else {
                     None
                 };
+                // Ctrl-C ends the running repetition cleanly and keeps what was measured.
+                let (stop, interrupt) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        eprintln!("ollama-perfreport: interrupted; finishing the current repetition's report");
+                        let _ = stop.send(true);
+                    }
+                });
                 let options = RunOptions {
                     base_url: sim_handle
                         .as_ref()
@@ -256,6 +266,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     simulated: sim,
                     seed,
                     events_path: events,
+                    interrupt: Some(interrupt),
                 };
                 let result = run_suite(&suite_def, &options, &mut Printer).await;
                 if let Some(h) = sim_handle {
@@ -271,6 +282,10 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 report_markdown(&label, &report, &BootstrapConfig::default())?
             );
             eprintln!("wrote {label}");
+            if report.partial {
+                eprintln!("ollama-perfreport: the report is partial (interrupted)");
+                return Ok(ExitCode::from(EXIT_INTERRUPTED));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Compare {

@@ -108,6 +108,7 @@ fn merge_suites(shards: &[(String, SuiteReport)]) -> Result<SuiteReport, Error> 
     }
     let mut merged = first.clone();
     merged.shards = shards.iter().map(|(_, r)| r.shards).sum();
+    merged.partial = shards.iter().any(|(_, r)| r.partial);
     merged.started_at = shards
         .iter()
         .map(|(_, r)| r.started_at.clone())

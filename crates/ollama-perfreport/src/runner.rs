@@ -32,6 +32,10 @@ pub struct RunOptions {
     pub seed: u64,
     /// JSONL request events written by the telemetry layer during the runs, if wanted.
     pub events_path: Option<PathBuf>,
+    /// When this turns `true` (Ctrl-C in the CLI), the running repetition stops cleanly
+    /// (its report is kept, marked partial), no further one starts, and the suite report
+    /// comes back marked partial.
+    pub interrupt: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// Something that wants to hear about progress (the CLI prints it; tests ignore it).
@@ -69,6 +73,9 @@ pub async fn run_suite(
         // scenario's repetitions are done.
         let prompts = scenario_prompts(scenario)?;
         for rep in 1..=reps {
+            if interrupted(options) {
+                break;
+            }
             progress.starting(&scenario.name, rep, reps);
             let config = load_test_config(
                 scenario,
@@ -76,20 +83,45 @@ pub async fn run_suite(
                 options,
                 options.seed.wrapping_add(u64::from(rep - 1)),
             )?;
-            let r = ollama_loadtest::run(config).await.map_err(|e| Error::Run {
+            let run_err = |e: ollama_loadtest::LoadTestError| Error::Run {
                 scenario: scenario.name.clone(),
                 message: e.to_string(),
-            })?;
+            };
+            let test = ollama_loadtest::LoadTest::new(config).map_err(run_err)?;
+            // Forward an interrupt to the load test, which then ends the repetition cleanly.
+            let watcher = options.interrupt.clone().map(|mut rx| {
+                let token = test.cancel_token();
+                tokio::spawn(async move {
+                    if rx.wait_for(|stop| *stop).await.is_ok() {
+                        token.cancel();
+                    }
+                })
+            });
+            let result = test.run().await;
+            if let Some(w) = watcher {
+                w.abort();
+            }
+            let r = result.map_err(run_err)?;
             if report.base_url.is_empty() {
                 report.base_url.clone_from(&r.environment.base_url);
             }
             progress.finished(&scenario.name, rep, &r);
             run.repetitions.push(r);
         }
-        report.scenarios.push(run);
+        if !run.repetitions.is_empty() {
+            report.scenarios.push(run);
+        }
+        if interrupted(options) {
+            report.partial = true;
+            break;
+        }
     }
     report.finished_at = now_rfc3339();
     Ok(report)
+}
+
+fn interrupted(options: &RunOptions) -> bool {
+    options.interrupt.as_ref().is_some_and(|rx| *rx.borrow())
 }
 
 /// The archive file name of a report: `<dir>/<suite>_<UTC %Y%m%d_%H%M%S>.json`.

@@ -69,6 +69,7 @@ pub async fn run(suite: &Suite, sim: &SimHandle, seed: u64) -> SuiteReport {
         simulated: true,
         seed,
         events_path: None,
+        interrupt: None,
     };
     run_suite(suite, &options, &mut ()).await.unwrap()
 }
