@@ -85,9 +85,11 @@ FAULTS (--fault SPEC, or [[faults.rules]] in the TOML file with the same keys):
   kind=malformed[,after=K]                 a line that is not JSON after K chunks (non-streamed: cut body)
   kind=error[,after=K][,message=TEXT]      an {\"error\":...} line after K chunks, then the stream ends
   kind=slow-head,for=DURATION              hold the response head back for DURATION
- Common keys: endpoint=PATH (default: all), and one trigger: rate=P (0..1, seeded),
+ Common keys: endpoint=PATH (a route path such as /api/generate, /v1/chat/completions,
+ /v1/models/:model; default: all), and one trigger: rate=P (0..1, seeded),
  nth=N (only the Nth matching request) or every=N. after defaults to 1; message must be
  the last key. DURATION is humantime (2s, 150ms) and is scaled by --time-scale.
+ Endpoints that answer in one piece take reset/stall/malformed/error on the whole answer.
  Example: --fault kind=reset,after=3,rate=0.1,endpoint=/api/generate
 
 CONFIG FILE (--config sim.toml; every key optional; [[models]] replaces the model list):
