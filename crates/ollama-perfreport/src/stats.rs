@@ -20,7 +20,7 @@ use rand_distr::{Beta, Binomial, Distribution, Normal};
 use serde::{Deserialize, Serialize};
 
 /// Above this many values a resampled mean is drawn from its normal approximation.
-const EXPLICIT_MEAN_LIMIT: u64 = 2_000;
+const EXPLICIT_MEAN_LIMIT: u64 = 100;
 
 /// How the bootstrap runs.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
