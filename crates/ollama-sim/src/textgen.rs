@@ -217,7 +217,8 @@ impl Plan {
             return base;
         }
         let u = unit(splitmix64(self.seed ^ 0x7177 ^ u64::from(i)));
-        base.mul_f64((1.0 + spec.jitter * (2.0 * u - 1.0)).max(0.0))
+        let factor = (1.0 + spec.jitter * (2.0 * u - 1.0)).max(0.0);
+        Duration::try_from_secs_f64(base.as_secs_f64() * factor).unwrap_or(Duration::MAX)
     }
 
     /// Simulated time of the whole generation.
