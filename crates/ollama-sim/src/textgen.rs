@@ -225,7 +225,7 @@ impl Plan {
     pub(crate) fn eval_time(&self, spec: &ModelSpec) -> Duration {
         (0..self.generated())
             .map(|i| self.token_time(spec, i))
-            .sum()
+            .fold(Duration::ZERO, Duration::saturating_add)
     }
 }
 
