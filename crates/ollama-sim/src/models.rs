@@ -54,9 +54,11 @@ pub(crate) fn name_matches(request: &str, canonical: &str) -> bool {
     if last.contains(':') {
         short.eq_ignore_ascii_case(canonical)
     } else {
-        canonical.len() == short.len() + ":latest".len()
-            && canonical[..short.len()].eq_ignore_ascii_case(short)
-            && canonical[short.len()..].eq_ignore_ascii_case(":latest")
+        // Byte slices: a request-controlled length must not split a UTF-8 character.
+        let (c, n) = (canonical.as_bytes(), short.len());
+        c.len() == n + ":latest".len()
+            && c[..n].eq_ignore_ascii_case(short.as_bytes())
+            && c[n..].eq_ignore_ascii_case(b":latest")
     }
 }
 
@@ -209,6 +211,7 @@ mod tests {
         assert!(name_matches("library/llama3.2", "llama3.2:latest"));
         assert!(!name_matches("llama3.2:1b", "llama3.2:latest"));
         assert!(!name_matches("llama3", "llama3.2:latest"));
+        assert!(!name_matches("é", "ée:latest"), "no panic inside a UTF-8 character");
         assert_eq!(
             full_name("test:latest"),
             "registry.ollama.ai/library/test:latest"
