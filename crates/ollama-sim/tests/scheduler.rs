@@ -425,3 +425,28 @@ async fn client_disconnect_frees_the_slot() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn client_leaving_mid_load_aborts_the_load() {
+    let sim = start_with(vec![loading("m", 5000)], |_| {}).await;
+    let mut c = Conn::connect(sim.addr()).await;
+    c.send(
+        "POST",
+        "/api/generate",
+        Some(r#"{"model":"m","prompt":"x","stream":false}"#),
+    )
+    .await;
+    eventually(Duration::from_secs(5), "m is loading", || async {
+        ps_names(&sim).await == ["m:latest"]
+    })
+    .await;
+    drop(c);
+    eventually(
+        Duration::from_secs(3),
+        "the load is rolled back",
+        || async { ps_names(&sim).await.is_empty() },
+    )
+    .await;
+    assert_eq!(sim.stats().model_loads, 0);
+    sim.shutdown().await;
+}
