@@ -221,6 +221,20 @@ pub fn read_document(path: &Path) -> Result<Document, Error> {
             if kind == SUITE_REPORT_KIND {
                 let r: SuiteReport = serde_json::from_value(value)
                     .map_err(|e| bad(format!("malformed suite report: {e}")))?;
+                // The embedded load-test reports carry their own schema version.
+                for run in &r.scenarios {
+                    for (i, rep) in run.repetitions.iter().enumerate() {
+                        if rep.schema_version != ollama_loadtest::SCHEMA_VERSION {
+                            return Err(bad(format!(
+                                "scenario `{}` repetition {} is a load-test report of schema_version {}, this build reads {}",
+                                run.name,
+                                i + 1,
+                                rep.schema_version,
+                                ollama_loadtest::SCHEMA_VERSION
+                            )));
+                        }
+                    }
+                }
                 Ok(Document::Suite(Box::new(r)))
             } else {
                 let c: Comparison = serde_json::from_value(value)

@@ -300,6 +300,25 @@ fn malformed_and_foreign_reports_name_the_file() {
         let stderr = text(&out.stderr);
         assert!(stderr.contains(s(path)) && stderr.contains(why), "{stderr}");
     }
+    // A suite report whose embedded load-test report is of another schema version.
+    let good = dir.path().join("good.json");
+    let suite = dir.path().join("tiny.toml");
+    std::fs::write(&suite, SUITE).unwrap();
+    let out = perfreport(&["run", "--suite", s(&suite), "--sim", "-o", s(&good)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&good).unwrap()).unwrap();
+    v["scenarios"][1]["repetitions"][0]["schema_version"] = 2.into();
+    let mixed = write("mixed.json", &v.to_string());
+    let err = ollama_perfreport::read_report(&mixed)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("mixed.json")
+            && err.contains("`chat-c2` repetition 1")
+            && err.contains("schema_version 2"),
+        "{err}"
+    );
     let missing = dir.path().join("missing.json");
     let err = ollama_perfreport::read_report(&missing)
         .unwrap_err()
