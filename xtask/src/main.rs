@@ -6,6 +6,7 @@
 //! call cargo and the built binaries instead.
 
 mod alerts;
+mod bench;
 mod ci;
 mod cmd;
 mod contract;
@@ -37,6 +38,10 @@ tasks:
                     staged rollout: preflight, baseline, candidate, compare, resources,
                     then each stage with a smoke load and a watch; stops at the first
                     failed gate, runs the revert hook, writes a Markdown + HTML report
+  bench [--quick] [--rounds N]
+                    performance figures of docs/PERFORMANCE.md: the load tester against
+                    oha and a bare hyper-util loop on an instant sim and a private nginx,
+                    streaming decode, client/telemetry overhead, memory, open-loop accuracy
   prom-e2e          real Prometheus + node-exporter on loopback ports scraping the telemetry
                     exporter under load (examples/exporter_load.rs): counters, alert rules,
                     the rollout's resource query and every dashboard expression
@@ -79,6 +84,7 @@ fn run() -> Result<ExitCode> {
         "alerts" => no_args("alerts").and_then(|()| alerts::run())?,
         "dashboards" => dashboards::run_cli(&rest)?,
         "rollout" => return rollout::run_cli(&rest),
+        "bench" => bench::run_cli(&rest)?,
         "prom-e2e" => no_args("prom-e2e").and_then(|()| prom_e2e::run())?,
         "help" | "--help" | "-h" => eprint!("{USAGE}"),
         other => bail!("unknown task `{other}`\n{USAGE}"),
