@@ -68,7 +68,13 @@ pub(crate) fn execute(plan: Plan) -> Result<(bool, PathBuf)> {
 fn dry_run_text(plan: &Plan, path: &Path) -> Result<String> {
     use std::fmt::Write as _;
     let mut out = String::new();
+    let mut step = 0;
+    let mut next = || {
+        step += 1;
+        step
+    };
     let window = plan.window()?;
+    let gates = &plan.gates;
     let _ = writeln!(
         out,
         "rollout `{}` (plan {}), dry run: nothing is executed",
@@ -77,13 +83,27 @@ fn dry_run_text(plan: &Plan, path: &Path) -> Result<String> {
     );
     let _ = writeln!(
         out,
-        "1. preflight: health, version and models {:?} on:",
+        "SLO gates on the candidate and each stage: success rate >= {}, 5xx <= {} (stages: {}), p99 <= {}",
+        gates
+            .min_success_rate_percent
+            .map_or("-".to_owned(), |v| format!("{v}%")),
+        gates.max_5xx.map_or("-".to_owned(), |v| v.to_string()),
+        gates.max_5xx.unwrap_or(0),
+        gates
+            .max_p99_ms
+            .map_or("-".to_owned(), |v| format!("{v} ms")),
+    );
+    let _ = writeln!(
+        out,
+        "{}. preflight: health, version and models {:?} on:",
+        next(),
         plan.evaluate.models
     );
     for url in servers(plan) {
         let _ = writeln!(out, "   - {url}");
     }
-    let side = |out: &mut String, name: &str, variant: &plan::Variant| {
+    for (name, variant) in [("baseline", &plan.baseline), ("candidate", &plan.candidate)] {
+        let _ = writeln!(out, "{}. {name} run:", next());
         if let Some(apply) = &variant.apply {
             let _ = writeln!(out, "   hook: sh -c {apply:?}");
         }
@@ -97,34 +117,38 @@ fn dry_run_text(plan: &Plan, path: &Path) -> Result<String> {
             "   ollama-loadtest {} --output <report dir>/{name}.json",
             args.join(" ")
         );
-    };
-    let _ = writeln!(out, "2. baseline run:");
-    side(&mut out, "baseline", &plan.baseline);
-    let _ = writeln!(out, "3. candidate run:");
-    side(&mut out, "candidate", &plan.candidate);
-    if plan.gates.compare {
+    }
+    if gates.compare {
         let _ = writeln!(
             out,
-            "4. gate: ollama-perfreport compare baseline.json candidate.json exits 0"
+            "{}. gate: ollama-perfreport compare baseline.json candidate.json exits 0",
+            next()
         );
     }
-    if let Some(prometheus) = &plan.prometheus {
+    if let Some(prometheus) = plan.prometheus.as_ref().filter(|p| !p.resources.is_empty()) {
+        let _ = writeln!(
+            out,
+            "{}. resources at {} (average over each run; gate: {}):",
+            next(),
+            prometheus.url,
+            gates
+                .max_resource_increase_percent
+                .map_or("none, evidence only".to_owned(), |p| format!(
+                    "+{p}% at most"
+                ))
+        );
         for (name, query) in &prometheus.resources {
-            let _ = writeln!(
-                out,
-                "5. resource `{name}`: avg of `{query}` over each run at {} (gate: +{}% at most)",
-                prometheus.url,
-                plan.gates
-                    .max_resource_increase_percent
-                    .map_or("none".to_owned(), |p| p.to_string())
-            );
+            let _ = writeln!(out, "   - {name}: {query}");
         }
     }
-    for (index, stage) in plan.stages.iter().enumerate() {
+    if let Some(revert) = &plan.candidate.revert {
+        let _ = writeln!(out, "   if the candidate fails: sh -c {revert:?}");
+    }
+    for stage in &plan.stages {
         let _ = writeln!(
             out,
             "{}. stage `{}` ({})",
-            6 + index,
+            next(),
             stage.name,
             stage.base_url
         );
@@ -135,16 +159,20 @@ fn dry_run_text(plan: &Plan, path: &Path) -> Result<String> {
         args.extend(["--duration".to_owned(), format!("{}ms", window.as_millis())]);
         let _ = writeln!(
             out,
-            "   watch {window:?}: ollama-loadtest {}",
+            "   smoke load over {window:?}: ollama-loadtest {}",
             args.join(" ")
         );
         if let Some(prometheus) = &plan.prometheus {
             for (name, query) in &prometheus.watch {
-                let _ = writeln!(out, "   watch query `{name}` must stay empty: {query}");
+                let _ = writeln!(
+                    out,
+                    "   every {:?}, watch `{name}` must return nothing: {query}",
+                    plan.interval()?
+                );
             }
         }
         if let Some(revert) = &stage.revert {
-            let _ = writeln!(out, "   on failure: sh -c {revert:?}");
+            let _ = writeln!(out, "   if the stage fails: sh -c {revert:?}");
         }
     }
     Ok(out)
