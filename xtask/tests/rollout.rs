@@ -283,6 +283,53 @@ fn a_stage_that_returns_5xx_fails_the_watch_and_is_reverted() {
 }
 
 #[test]
+fn a_suite_rollout_runs_the_suite_for_both_sides_and_passes_unchanged() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (staging, canary) = (Sim::start(&[]), Sim::start(&[]));
+    let suite = dir.path().join("suite.toml");
+    std::fs::write(
+        &suite,
+        r#"
+name = "rollout-test"
+repetitions = 2
+[[scenario]]
+name = "generate-c2"
+model = "fast"
+endpoint = "generate"
+prompts = ["Why is the sky blue?"]
+concurrency = 2
+requests = 40
+warmup = 2
+"#,
+    )
+    .unwrap();
+    let text = plan(
+        dir.path(),
+        tool_dir(),
+        &staging.url(),
+        "fast",
+        &canary.url(),
+    )
+    .replace(
+        r#"loadtest_args = ["--requests", "100", "--workers", "4", "--warmup", "5"]"#,
+        &format!("suite = \"{}\"", suite.display()),
+    )
+    .replace("loadtest_args = [\"--model\", \"fast\"]\n", "")
+    .replace("[candidate]\n", "[candidate]\napply = \"true\"\n");
+    let output = rollout(dir.path(), &text, &[]);
+    assert!(output.status.success(), "{}\n{text}", explain(&output));
+    let report = report_markdown(dir.path());
+    assert!(report.contains("Verdict: **PASSED**"), "{report}");
+    assert!(report.contains("candidate apply hook | pass"), "{report}");
+    assert!(
+        report.contains("compare (ollama-perfreport) | pass"),
+        "{report}"
+    );
+    assert!(report.contains("a suite report"), "{report}");
+}
+
+#[test]
 fn a_dry_run_touches_nothing() {
     let dir = tempfile::tempdir().unwrap();
     // Nothing listens on these ports: a dry run must not even connect.

@@ -107,16 +107,25 @@ fn dry_run_text(plan: &Plan, path: &Path) -> Result<String> {
         if let Some(apply) = &variant.apply {
             let _ = writeln!(out, "   hook: sh -c {apply:?}");
         }
-        let args = load_args(
-            &plan.evaluate.loadtest_args,
-            &variant.loadtest_args,
-            &plan.evaluate.base_url,
-        );
-        let _ = writeln!(
-            out,
-            "   ollama-loadtest {} --output <report dir>/{name}.json",
-            args.join(" ")
-        );
+        if let Some(suite) = &plan.evaluate.suite {
+            let _ = writeln!(
+                out,
+                "   ollama-perfreport run --suite {} --base-url {} --output <report dir>/{name}.json",
+                suite.display(),
+                plan.evaluate.base_url
+            );
+        } else {
+            let args = load_args(
+                &plan.evaluate.loadtest_args,
+                &variant.loadtest_args,
+                &plan.evaluate.base_url,
+            );
+            let _ = writeln!(
+                out,
+                "   ollama-loadtest {} --output <report dir>/{name}.json",
+                args.join(" ")
+            );
+        }
     }
     if gates.compare {
         let _ = writeln!(
@@ -230,7 +239,7 @@ impl Runner {
             Some(path) => path.clone(),
             None => loadtest::build_release_binary("ollama-loadtest")?,
         };
-        let perfreport = if plan.gates.compare {
+        let perfreport = if plan.gates.compare || plan.evaluate.suite.is_some() {
             Some(match &plan.tools.perfreport {
                 Some(path) => path.clone(),
                 None => loadtest::build_release_binary("ollama-perfreport")?,
@@ -354,17 +363,35 @@ impl Runner {
         } else {
             &self.plan.candidate
         };
-        let args = load_args(
-            &self.plan.evaluate.loadtest_args,
-            &variant.loadtest_args,
-            &self.plan.evaluate.base_url,
-        );
-        let run = self.load(name, &args, None)?;
+        let run = if let Some(suite) = &self.plan.evaluate.suite {
+            let perfreport = self
+                .perfreport
+                .clone()
+                .context("evaluate.suite needs ollama-perfreport")?;
+            let args = [
+                "run".to_owned(),
+                "--suite".to_owned(),
+                suite.display().to_string(),
+                "--base-url".to_owned(),
+                self.plan.evaluate.base_url.clone(),
+            ];
+            self.run_tool(&perfreport, name, &args, None)?
+        } else {
+            let args = load_args(
+                &self.plan.evaluate.loadtest_args,
+                &variant.loadtest_args,
+                &self.plan.evaluate.base_url,
+            );
+            self.run_tool(&self.loadtest, name, &args, None)?
+        };
         let mut problems = Vec::new();
         if !run.exit_ok {
-            problems.push("ollama-loadtest exited non-zero".to_owned());
+            problems.push("the run exited non-zero".to_owned());
         }
-        if name == "candidate" {
+        // A suite report holds one load-test report per scenario and repetition; its SLOs
+        // live in the suite, and compare judges it, so the absolute gates apply to
+        // single-scenario runs only.
+        if name == "candidate" && self.plan.evaluate.suite.is_none() {
             problems.extend(self.slo_problems(&run.summary, None));
         }
         let passed = problems.is_empty();
@@ -514,7 +541,12 @@ impl Runner {
             }
             true
         };
-        let run = self.load(&format!("stage-{name}"), &args, Some((&mut poll, interval)))?;
+        let run = self.run_tool(
+            &self.loadtest,
+            &format!("stage-{name}"),
+            &args,
+            Some((&mut poll, interval)),
+        )?;
         let mut problems = Vec::new();
         if let Some(failure) = watch_failure {
             problems.push(failure);
@@ -567,11 +599,18 @@ impl Runner {
         passed
     }
 
-    /// Runs `ollama-loadtest ARGS --output <dir>/<name>.json`; `poll` (with its interval)
-    /// is called while it runs and may stop it early by returning false.
-    fn load(&self, name: &str, args: &[String], poll: Option<Poll<'_>>) -> Result<LoadRun> {
+    /// Runs `PROGRAM ARGS --output <dir>/<name>.json` (the load tester, or the perf
+    /// reporter's `run`); `poll` (with its interval) is called while it runs and may stop
+    /// it early by returning false.
+    fn run_tool(
+        &self,
+        program: &Path,
+        name: &str,
+        args: &[String],
+        poll: Option<Poll<'_>>,
+    ) -> Result<LoadRun> {
         let report_path = self.out_dir.join(format!("{name}.json"));
-        let mut command = Command::new(&self.loadtest);
+        let mut command = Command::new(program);
         // From the workspace root, like the hooks: relative paths in the plan's flags and
         // the load tester's request log (logs/requests.jsonl, git-ignored) resolve there.
         command
@@ -730,6 +769,13 @@ fn count_5xx(summary: &Value) -> u64 {
 
 fn summary_line(run: &LoadRun) -> String {
     let s = &run.summary;
+    if s.is_null() {
+        return format!(
+            "report {} ({:.0} s; no single-run summary: a suite report, or none written)",
+            run.report_path.display(),
+            run.ended - run.started
+        );
+    }
     let num = |ptr: &str| {
         s.pointer(ptr)
             .and_then(Value::as_f64)

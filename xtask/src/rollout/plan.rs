@@ -62,6 +62,10 @@ pub(crate) struct Evaluate {
     /// The load-test scenario both runs share (`ollama-loadtest` flags).
     #[serde(default)]
     pub(crate) loadtest_args: Vec<String>,
+    /// A perf suite (TOML) run with `ollama-perfreport run --suite` for both sides instead
+    /// of one load-test scenario; the sides then differ only by their hooks.
+    #[serde(default)]
+    pub(crate) suite: Option<PathBuf>,
 }
 
 /// Baseline or candidate: extra load-test flags (client settings, model tag) and an
@@ -205,6 +209,17 @@ impl Plan {
         {
             bail!("gates.max_resource_increase_percent is set but [prometheus.resources] is empty");
         }
+        let side_args = [
+            &self.evaluate.loadtest_args,
+            &self.baseline.loadtest_args,
+            &self.candidate.loadtest_args,
+        ];
+        if self.evaluate.suite.is_some() && side_args.iter().any(|args| !args.is_empty()) {
+            bail!(
+                "with evaluate.suite the suite defines both runs: drop the evaluate, baseline and \
+                 candidate loadtest_args and make the difference with apply hooks"
+            );
+        }
         for args in [
             &self.evaluation.loadtest_args,
             &self.evaluate.loadtest_args,
@@ -298,6 +313,10 @@ mod tests {
             "http://10.0.0.1:11434\"\n        [baseline]",
         );
         let plan: Plan = toml::from_str(&remote).expect("parses");
+        assert!(plan.validate().is_err());
+        // With a suite, per-side load-test flags would be silently ignored: refuse them.
+        let suite = MINIMAL.replace("[baseline]", "suite = \"s.toml\"\n[baseline]");
+        let plan: Plan = toml::from_str(&suite).expect("parses");
         assert!(plan.validate().is_err());
         let sim = MINIMAL.replace("\"--concurrency\", \"4\"", "\"--sim\"");
         let plan: Plan = toml::from_str(&sim).expect("parses");
