@@ -246,9 +246,18 @@ pub struct ChatCompletion {
     /// Token usage.
     #[serde(default)]
     pub usage: Option<Usage>,
+    /// Fields this type does not name, kept as sent: server extensions such as
+    /// llama.cpp's per-request `timings` (see [`ChatCompletion::extension`]).
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
 }
 
 impl ChatCompletion {
+    /// A field this type does not name (a server extension), e.g. `"timings"`.
+    pub fn extension(&self, key: &str) -> Option<&Value> {
+        self.extra.get(key)
+    }
+
     /// The text of the first choice, if any.
     pub fn text(&self) -> Option<&str> {
         self.choices.first().and_then(|c| c.message.text())
@@ -313,9 +322,18 @@ pub struct ChatCompletionChunk {
     /// Present on the final usage chunk when `include_usage` was asked.
     #[serde(default)]
     pub usage: Option<Usage>,
+    /// Fields this type does not name, kept as sent: server extensions such as
+    /// llama.cpp's `timings` on the final usage chunk.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
 }
 
 impl ChatCompletionChunk {
+    /// A field this type does not name (a server extension), e.g. `"timings"`.
+    pub fn extension(&self, key: &str) -> Option<&Value> {
+        self.extra.get(key)
+    }
+
     /// The content text this chunk adds (empty when none).
     pub fn content(&self) -> &str {
         self.choices
@@ -357,6 +375,24 @@ mod tests {
         let old = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":"stop"}]}"#;
         let c: ChatCompletionChunk = serde_json::from_str(old).unwrap();
         assert_eq!(c.finish_reason(), Some("stop"));
+    }
+
+    #[test]
+    fn server_extensions_are_kept() {
+        let chunk = r#"{"choices":[],"object":"chat.completion.chunk","usage":{"prompt_tokens":29,"completion_tokens":4,"total_tokens":33,"prompt_tokens_details":{"cached_tokens":24}},"timings":{"cache_n":24,"prompt_n":5,"predicted_n":4,"predicted_ms":66.2}}"#;
+        let c: ChatCompletionChunk = serde_json::from_str(chunk).unwrap();
+        assert_eq!(c.usage.unwrap().completion_tokens, 4);
+        assert_eq!(c.extension("timings").unwrap()["predicted_n"], 4);
+        assert!(
+            c.extension("object").is_none(),
+            "named fields are not duplicated"
+        );
+        let whole = r#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"timings":{"prompt_n":3}}"#;
+        let w: ChatCompletion = serde_json::from_str(whole).unwrap();
+        assert_eq!(w.text(), Some("hi"));
+        assert_eq!(w.extension("timings").unwrap()["prompt_n"], 3);
+        let back = serde_json::to_value(&w).unwrap();
+        assert_eq!(back["timings"]["prompt_n"], 3, "extensions serialize back");
     }
 
     #[test]
