@@ -324,7 +324,7 @@ fn compare_metric(
             let note = match (ch.pct, ch.ci) {
                 (None, _) => Some("base is zero: no relative change".to_owned()),
                 (Some(_), None) => Some(
-                    "no interval: a whole-run number needs at least 2 repetitions on each side"
+                    "no interval: a whole-run rate needs at least 2 repetitions on each side"
                         .to_owned(),
                 ),
                 _ if threshold_pct > threshold => Some(format!(

@@ -113,7 +113,7 @@ pub(crate) fn evidence(reps: &[RepData], metric: Metric) -> Evidence {
                 })
                 .collect(),
         },
-        Metric::Goodput => Evidence::Proportion {
+        Metric::Goodput => Evidence::Rate {
             reps: reps
                 .iter()
                 .filter(|r| r.total > 0 && r.duration_s > 0.0)

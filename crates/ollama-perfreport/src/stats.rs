@@ -193,8 +193,12 @@ pub(crate) enum Evidence {
     Quantile { q: f64, reps: Vec<Cdf> },
     /// The mean of each repetition's histogram.
     Mean { reps: Vec<Cdf> },
-    /// A proportion (success rate) or a proportion turned into a rate (goodput).
+    /// A proportion (success rate).
     Proportion { reps: Vec<Proportion> },
+    /// A proportion turned into a rate by the run's own request rate (goodput). The hits
+    /// redraw as binomials, but the request rate is a whole-run number, so like
+    /// [`Evidence::Scalar`] it needs two repetitions for an interval.
+    Rate { reps: Vec<Proportion> },
     /// One number per repetition with no within-run model (whole-run throughput); only the
     /// spread between repetitions informs its interval.
     Scalar { reps: Vec<f64> },
@@ -204,7 +208,7 @@ impl Evidence {
     fn len(&self) -> usize {
         match self {
             Evidence::Quantile { reps, .. } | Evidence::Mean { reps } => reps.len(),
-            Evidence::Proportion { reps } => reps.len(),
+            Evidence::Proportion { reps } | Evidence::Rate { reps } => reps.len(),
             Evidence::Scalar { reps } => reps.len(),
         }
     }
@@ -213,7 +217,8 @@ impl Evidence {
     fn has_spread_model(&self) -> bool {
         match self {
             Evidence::Scalar { reps } => reps.len() >= 2,
-            _ => true,
+            Evidence::Rate { reps } => reps.len() >= 2,
+            Evidence::Quantile { .. } | Evidence::Mean { .. } | Evidence::Proportion { .. } => true,
         }
     }
 
@@ -221,7 +226,7 @@ impl Evidence {
         match self {
             Evidence::Quantile { q, reps } => reps[i].quantile(*q),
             Evidence::Mean { reps } => reps[i].mean(),
-            Evidence::Proportion { reps } => {
+            Evidence::Proportion { reps } | Evidence::Rate { reps } => {
                 let p = reps[i];
                 p.hits as f64 / p.trials as f64 * p.scale
             }
@@ -259,7 +264,7 @@ impl Evidence {
                     Normal::new(cdf.mean(), sd).map_or(cdf.mean(), |d| d.sample(rng))
                 }
             }
-            Evidence::Proportion { reps } => {
+            Evidence::Proportion { reps } | Evidence::Rate { reps } => {
                 let p = reps[i];
                 let f = p.hits as f64 / p.trials as f64;
                 let hits = Binomial::new(p.trials, f).map_or(p.hits, |b| b.sample(rng));
@@ -522,6 +527,34 @@ mod tests {
         let c = change(&all, &half, &cfg).unwrap();
         assert!((c.pct.unwrap() + 50.0).abs() < 1e-9);
         assert!(c.ci.unwrap().hi < -30.0);
+
+        let rate = |hits| Proportion {
+            hits,
+            trials: 50,
+            scale: 10.0,
+        };
+        let c = change(
+            &Evidence::Rate {
+                reps: vec![rate(50)],
+            },
+            &Evidence::Rate {
+                reps: vec![rate(45)],
+            },
+            &cfg,
+        )
+        .unwrap();
+        assert_eq!(c.ci, None, "one repetition of a rate has no interval");
+        let c = change(
+            &Evidence::Rate {
+                reps: vec![rate(50), rate(48)],
+            },
+            &Evidence::Rate {
+                reps: vec![rate(45), rate(44)],
+            },
+            &cfg,
+        )
+        .unwrap();
+        assert!(c.ci.is_some());
 
         let one = Evidence::Scalar { reps: vec![10.0] };
         let c = change(&one, &Evidence::Scalar { reps: vec![12.0] }, &cfg).unwrap();
