@@ -25,10 +25,6 @@ const STEPS: &[Step] = &[
         run: clippy,
     },
     Step {
-        name: "cargo test --workspace",
-        run: test,
-    },
-    Step {
         name: "alert rules (promtool check + test)",
         run: alerts::run,
     },
@@ -37,12 +33,18 @@ const STEPS: &[Step] = &[
         run: dashboards::run,
     },
     Step {
+        name: "cargo test --workspace",
+        run: test,
+    },
+    Step {
         name: "real Prometheus end to end (prom-e2e)",
         run: prom_e2e::run,
     },
 ];
 
-/// Runs every step, stopping at the first failure.
+/// Runs every step, stopping at the first failure. The quick static checks (format, lints,
+/// alert and dashboard checks) come first so a mistake there fails in seconds, not after
+/// the test suite.
 pub(crate) fn run() -> Result<()> {
     let started = Instant::now();
     for (index, step) in STEPS.iter().enumerate() {
