@@ -52,9 +52,10 @@ tasks:
                     /metrics; the sim calibrated from the run, real vs sim side by side
   calibrate REPORT.json --parallel N [--load-time DUR] [-o profile.toml]
                     an ollama-sim profile from a streamed load-test report of a real server
-  prom-e2e          real Prometheus + node-exporter on loopback ports scraping the telemetry
-                    exporter under load (examples/exporter_load.rs): counters, alert rules,
-                    the rollout's resource query and every dashboard expression
+  prom-e2e          real Prometheus + node-exporter on loopback ports scraping the load
+                    tester's exporter (--metrics-addr) during a faulty sim run: counters,
+                    alert rules, the rollout's resource and watch queries, every dashboard
+                    expression
 ";
 
 fn main() -> ExitCode {

@@ -1,10 +1,10 @@
 //! `cargo xtask prom-e2e`: the observability kit against a real Prometheus.
 //!
 //! Starts Prometheus and node-exporter on loopback ports (see [`crate::prom`]) with the
-//! alert rules of `docs/alerts/` loaded, and the `exporter_load` example (traffic through
-//! `ollama-telemetry`'s `InstrumentedClient` against an in-process `ollama-sim` with
-//! injected 500s and 503s, exporter on a loopback port). Then, through the HTTP API: the
-//! exporter's counters arrive, the rules evaluate healthy and the ones the injected faults
+//! alert rules of `docs/alerts/` loaded, an `ollama-sim` process that answers some
+//! `/api/generate` requests with 503 (server busy) and some with 500, and a streamed
+//! `ollama-loadtest` run against it with its telemetry exporter on (`--metrics-addr`),
+//! which Prometheus scrapes. Then, through the HTTP API: the exporter's counters arrive, the rules evaluate healthy and the ones the injected faults
 //! should trip go pending, node-exporter's CPU and memory figures and the rollout's
 //! resource average come back, and every dashboard expression runs and returns data.
 //! Last, two real rollouts against an `ollama-sim` process use this Prometheus: one whose
@@ -22,13 +22,13 @@ use crate::{cmd, dashboards, loadtest, prom, rollout};
 /// Generous: the first scrape happens within a second, but CI machines can be slow.
 const WAIT: Duration = Duration::from_secs(60);
 
-/// Dashboard panels allowed to be empty after the fixture's traffic, and why.
+/// Dashboard panels allowed to be empty after the load run, and why.
 const MAY_BE_EMPTY: &[(&str, &str)] = &[(
     "JSONL events dropped",
-    "the fixture writes no JSONL events, so nothing is ever dropped",
+    "the load run writes no JSONL events (--no-events), so nothing is ever dropped",
 )];
 
-/// Alerts the fixture's injected faults must trip (pending: their `for` is minutes).
+/// Alerts the sim's injected faults must trip (pending: their `for` is minutes).
 const EXPECTED_PENDING: &[&str] = &[
     "OllamaGenerate5xxSustained",
     "OllamaHighErrorRate",
@@ -41,21 +41,50 @@ pub(crate) fn run() -> Result<()> {
         "build",
         "--locked",
         "-p",
-        "xtask",
-        "--example",
-        "exporter_load",
+        "ollama-sim",
+        "-p",
+        "ollama-loadtest",
     ]))?;
-    let fixture_bin = loadtest::target_dir().join("debug/examples/exporter_load");
+    let tools = loadtest::target_dir().join("debug");
+    let sim_addr = prom::free_loopback_port()?;
+    let _sim = Owned::spawn(
+        Command::new(tools.join("ollama-sim"))
+            .arg("--listen")
+            .arg(sim_addr.to_string())
+            .args(["--time-scale", "0.05"])
+            // Every 11th /api/generate is refused as busy (503), every 7th fails with 500.
+            .args(["--fault", "kind=busy,every=11,endpoint=/api/generate"])
+            .args([
+                "--fault",
+                "kind=status,status=500,every=7,endpoint=/api/generate",
+            ]),
+    )?;
+    wait_listening(sim_addr)?;
     let exporter_addr = prom::free_loopback_port()?;
     let stack = prom::Stack::start(&[prom::ScrapeJob {
         name: "ollama-client".into(),
         target: exporter_addr,
     }])?;
-    let fixture = Fixture::spawn(
-        Command::new(&fixture_bin)
-            .arg("--exporter")
+    // The load run outlives the checks (it is killed at the end). The faults are the
+    // point, so the safety switch is off: the target is our own simulator.
+    let report = tempfile::NamedTempFile::new().context("cannot create a temporary file")?;
+    let _load = Owned::spawn(
+        Command::new(tools.join("ollama-loadtest"))
+            .arg("--base-url")
+            .arg(format!("http://{sim_addr}"))
+            .arg("--metrics-addr")
             .arg(exporter_addr.to_string())
-            .args(["--duration", "300"]),
+            .args([
+                "--duration",
+                "300s",
+                "--workers",
+                "4",
+                "--stream",
+                "--warmup",
+                "0",
+            ])
+            .args(["--no-abort", "--no-events", "--output"])
+            .arg(report.path()),
     )?;
     let api = stack.api();
 
@@ -101,7 +130,7 @@ pub(crate) fn run() -> Result<()> {
     for alert in EXPECTED_PENDING {
         api.wait_for_data(&format!("ALERTS{{alertname=\"{alert}\"}}"), WAIT)
             .with_context(|| {
-                format!("alert {alert} never became pending on the fixture's faults")
+                format!("alert {alert} never became pending on the injected faults")
             })?;
         eprintln!("prom-e2e: alert {alert} is pending, as the injected faults require");
     }
@@ -174,38 +203,21 @@ pub(crate) fn run() -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    rollouts_with_prometheus(&stack)?;
-    drop(fixture);
+    rollouts_with_prometheus(&stack, &tools)?;
     eprintln!("prom-e2e: ok");
     Ok(())
 }
 
 /// Rollouts whose resource and watch gates read this stack's Prometheus.
-fn rollouts_with_prometheus(stack: &prom::Stack) -> Result<()> {
-    cmd::run(cmd::cargo().args([
-        "build",
-        "--locked",
-        "-p",
-        "ollama-sim",
-        "-p",
-        "ollama-loadtest",
-    ]))?;
-    let tools = loadtest::target_dir().join("debug");
+fn rollouts_with_prometheus(stack: &prom::Stack, tools: &std::path::Path) -> Result<()> {
     let sim_addr = prom::free_loopback_port()?;
-    let _sim = Fixture::spawn(
+    let _sim = Owned::spawn(
         Command::new(tools.join("ollama-sim"))
             .arg("--listen")
             .arg(sim_addr.to_string())
-            .args(["--time-scale", "0.05"])
-            .stderr(Stdio::null()),
+            .args(["--time-scale", "0.05"]),
     )?;
-    let deadline = Instant::now() + WAIT;
-    while std::net::TcpStream::connect(sim_addr).is_err() {
-        if Instant::now() >= deadline {
-            bail!("ollama-sim did not listen on {sim_addr}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(sim_addr)?;
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let plan = |name: &str, watch: &str| {
         format!(
@@ -222,7 +234,7 @@ loadtest_args = ["--duration", "3s", "--workers", "2"]
 [candidate]
 [gates]
 compare = false
-# Generous: the traffic fixture shares the machine, CPU use is noisy on this scale.
+# Generous: the faulty load run shares the machine, CPU use is noisy on this scale.
 max_resource_increase_percent = 1000.0
 [prometheus]
 url = "http://{prom}"
@@ -281,28 +293,41 @@ revert = "touch {reverted}"
     Ok(())
 }
 
+/// Waits until something accepts connections on `addr`.
+fn wait_listening(addr: std::net::SocketAddr) -> Result<()> {
+    let deadline = Instant::now() + WAIT;
+    while std::net::TcpStream::connect(addr).is_err() {
+        if Instant::now() >= deadline {
+            bail!("nothing listens on {addr} after {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 /// A TOML basic string holding `text` (JSON string escaping is valid TOML).
 fn toml_str(text: &str) -> String {
     Value::String(text.to_owned()).to_string()
 }
 
-/// The traffic fixture, killed on drop (it is our own child).
-struct Fixture(Child);
+/// A process this check started (a sim, the load run), killed on drop.
+struct Owned(Child);
 
-impl Fixture {
+impl Owned {
     fn spawn(command: &mut Command) -> Result<Self> {
         let shown = cmd::display(command);
         eprintln!("$ {shown} &");
         let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("could not start `{shown}`"))?;
         Ok(Self(child))
     }
 }
 
-impl Drop for Fixture {
+impl Drop for Owned {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
