@@ -81,12 +81,14 @@ pub(crate) fn get(base: &Url, path: &str, timeout: Duration) -> Result<Response>
         .with_context(|| format!("{what}: cannot connect to {}", base.addr))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    write!(
-        stream,
+    // One write: a server may answer (and close) as soon as it has the head.
+    let request = format!(
         "GET {full_path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: xtask\r\nAccept: */*\r\nConnection: close\r\n\r\n",
         base.host_header
-    )
-    .with_context(|| format!("{what}: sending the request failed"))?;
+    );
+    stream
+        .write_all(request.as_bytes())
+        .with_context(|| format!("{what}: sending the request failed"))?;
     read_response(BufReader::new(stream)).with_context(|| format!("{what}: bad response"))
 }
 
@@ -177,6 +179,43 @@ mod tests {
     fn prefix_is_kept() {
         let url = Url::parse("http://127.0.0.1:9/prom/").ok();
         assert_eq!(url.map(|u| u.prefix), Some("prom".to_owned()));
+    }
+
+    /// Serves one canned response on a loopback port and returns its URL.
+    fn serve_once(response: &'static str) -> Url {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            if let Ok((mut stream, _)) = listener.accept() {
+                // Read the whole request head before answering, like a real server.
+                let mut head = Vec::new();
+                let mut byte = [0_u8; 1];
+                while !head.ends_with(b"\r\n\r\n")
+                    && std::io::Read::read(&mut stream, &mut byte).is_ok_and(|n| n == 1)
+                {
+                    head.push(byte[0]);
+                }
+                let _ = stream.write_all(response.as_bytes());
+            }
+        });
+        Url::parse(&format!("http://{addr}")).expect("loopback URL")
+    }
+
+    #[test]
+    fn chunked_and_sized_bodies_are_read_whole() {
+        let chunked = serve_once(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7;x=y\r\n, world\r\n0\r\n\r\n",
+        );
+        let response = get(&chunked, "/x", Duration::from_secs(5)).expect("chunked response");
+        assert_eq!(
+            (response.status, response.body.as_str()),
+            (200, "hello, world")
+        );
+        let sized = serve_once("HTTP/1.1 400 Bad Request\r\nContent-Length: 4\r\n\r\nnope");
+        let response = get(&sized, "/", Duration::from_secs(5)).expect("sized response");
+        assert_eq!((response.status, response.body.as_str()), (400, "nope"));
+        let broken = serve_once("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
+        assert!(get(&broken, "/", Duration::from_secs(5)).is_err());
     }
 
     #[test]
