@@ -35,6 +35,18 @@ const CONTEXT_PER_SLOT: u32 = 2048;
 const MODEL: &str = "gemma3-270m";
 /// Tokens per answer. Small, so the suite stays short on a slow machine.
 const MAX_TOKENS: &str = "24";
+/// The prompts, sent round-robin. Several, so the server's prompt cache does not turn
+/// every prompt into a full hit and the sim (whose jitter is seeded per prompt) varies.
+const PROMPTS: &[&str] = &[
+    "Why is the sky blue? Answer in one sentence.",
+    "What makes the sea salty? Answer briefly.",
+    "Explain in one sentence how a rainbow forms.",
+    "Why do leaves change colour in autumn?",
+    "What is the boiling point of water on a high mountain, and why?",
+    "Describe in one sentence what a compiler does.",
+    "Why does ice float on water?",
+    "How does a bicycle stay upright when it moves?",
+];
 
 /// One load-test workload, run against the real server and then against the sim.
 struct Workload {
@@ -45,6 +57,14 @@ struct Workload {
     queue_free: bool,
     args: &'static [&'static str],
 }
+
+/// Measures how many tokens the sim counts for the prompts (it has no real tokenizer).
+const PROBE: Workload = Workload {
+    name: "sim prompt-token probe",
+    requests: 8,
+    queue_free: true,
+    args: &["--workers", "4"],
+};
 
 const WORKLOADS: &[Workload] = &[
     Workload {
@@ -66,6 +86,14 @@ pub(crate) fn run() -> Result<()> {
     let started = Instant::now();
     let out = cmd::workspace_root().join("logs").join("e2e");
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+
+    let prompts = out.join("prompts.jsonl");
+    let lines: Vec<String> = PROMPTS
+        .iter()
+        .map(|p| Value::String((*p).to_owned()).to_string())
+        .collect();
+    std::fs::write(&prompts, lines.join("\n") + "\n")
+        .with_context(|| format!("cannot write {}", prompts.display()))?;
 
     let cache = Cache::locate()?;
     let server_binary = cache.server_binary()?;
@@ -110,7 +138,7 @@ pub(crate) fn run() -> Result<()> {
         server.check_alive()?;
         let before = server.metrics()?;
         let path = out.join(format!("real-{index}.json"));
-        let ran = run_loadtest(&loadtest, server.base_url(), workload, 0, &path);
+        let ran = run_loadtest(&loadtest, server.base_url(), workload, 0, &prompts, &path);
         let report = ran.and_then(|()| read_json(&path));
         let checks = report
             .as_ref()
@@ -146,7 +174,8 @@ pub(crate) fn run() -> Result<()> {
     // 3. Calibrate the sim from the closed-loop run; same workloads against it.
     match real_reports.first() {
         Some(Some(closed)) => {
-            match compare_with_sim(&sim, &loadtest, closed, ready_in, &real_reports, &out) {
+            let binaries = (sim.as_path(), loadtest.as_path());
+            match compare_with_sim(binaries, closed, ready_in, &real_reports, &prompts, &out) {
                 Ok(table) => {
                     eprintln!("{table}");
                     summary.push_str(&table);
@@ -202,6 +231,7 @@ fn run_loadtest(
     base_url: &str,
     workload: &Workload,
     warmup: u32,
+    prompts: &Path,
     path: &Path,
 ) -> Result<()> {
     let requests = workload.requests.to_string();
@@ -218,6 +248,8 @@ fn run_loadtest(
         // and the request fails before the response head. Open a connection per request.
         .args(["--keepalive", "0"])
         .args(workload.args)
+        .arg("--prompts-file")
+        .arg(prompts)
         .arg("--output")
         .arg(path);
     cmd::run(&mut command).with_context(|| format!("load test `{}`", workload.name))
@@ -256,27 +288,46 @@ fn settled_metrics(server: &LlamaServer, before: &Counters, report: &Value) -> R
 /// Calibrates a profile from `closed`, runs every workload against `ollama-sim` with it
 /// (one warm-up request, which pays the profile's load time as the real server paid it
 /// before the run), and renders real and sim side by side.
+///
+/// Calibration takes two steps: the sim counts prompt tokens its own way, so a first
+/// profile serves a probe run that measures the sim's count for the same prompts, and the
+/// final profile converts the prompt speed to it (`--sim-prompt-tokens`). The probe uses
+/// no real timing, only the sim's token count.
 fn compare_with_sim(
-    sim_binary: &Path,
-    loadtest: &Path,
+    (sim_binary, loadtest): (&Path, &Path),
     closed: &Value,
     ready_in: Duration,
     real_reports: &[Option<Value>],
+    prompts: &Path,
     out: &Path,
 ) -> Result<String> {
-    let profile = e2e_calibrate::profile(closed, PARALLEL, Some(ready_in), "logs/e2e/real-0.json")?;
+    let source = "logs/e2e/real-0.json";
     let profile_path = out.join("profile.toml");
+    let first = e2e_calibrate::profile(closed, PARALLEL, Some(ready_in), None, source)?;
+    std::fs::write(&profile_path, first.to_toml())
+        .with_context(|| format!("cannot write {}", profile_path.display()))?;
+    let probe_path = out.join("sim-probe.json");
+    {
+        let sim = SimServer::start(sim_binary, &profile_path, out)?;
+        run_loadtest(loadtest, &sim.base_url, &PROBE, 0, prompts, &probe_path)?;
+    }
+    let sim_tokens = Report(&read_json(&probe_path)?).number("metrics.prompt_tokens.p50")?;
+    let profile =
+        e2e_calibrate::profile(closed, PARALLEL, Some(ready_in), Some(sim_tokens), source)?;
     std::fs::write(&profile_path, profile.to_toml())
         .with_context(|| format!("cannot write {}", profile_path.display()))?;
     let sim = SimServer::start(sim_binary, &profile_path, out)?;
     let mut table = format!(
         "### Sim calibrated from the closed-loop run vs real\n\n\
-         Profile ({}): {:.1} tok/s per slot, prompt {:.0} tok/s, jitter {:.2}, {} output \
-         tokens, load {} ms, {} slots\n\n\
+         Profile ({}): {:.1} tok/s per slot, prompt {:.0} sim tok/s (the sim counts {} \
+         prompt tokens where the server counts {}), jitter {:.2}, {} output tokens, load {} \
+         ms, {} slots\n\n\
          | workload | metric | real | sim | sim/real |\n|---|---|---:|---:|---:|\n",
         profile_path.display(),
         profile.tokens_per_sec,
         profile.prompt_tokens_per_sec,
+        sim_tokens,
+        Report(closed).number("metrics.prompt_tokens.p50")?,
         profile.jitter,
         profile.output_tokens,
         profile.load_time.as_millis(),
@@ -288,7 +339,7 @@ fn compare_with_sim(
             continue;
         };
         let path = out.join(format!("sim-{index}.json"));
-        run_loadtest(loadtest, &sim.base_url, workload, 1, &path)?;
+        run_loadtest(loadtest, &sim.base_url, workload, 1, prompts, &path)?;
         let simulated = read_json(&path)?;
         for (label, field) in [
             ("e2e p50 ms", "metrics.e2e_ms.p50"),

@@ -72,10 +72,13 @@ pub(crate) struct Check {
 ///
 /// Our decode rate over the server's, over the same tokens (ratio bounds).
 pub(crate) const DECODE_RATE_RATIO: (f64, f64) = (0.6, 1.6);
-/// Our mean TTFT may exceed the server's mean prompt time by this much plus two of our
-/// inter-token times: a new request waits for the batch being decoded before its prompt
-/// starts, which the server's prompt time does not include.
-pub(crate) const TTFT_SLACK_MS: f64 = 400.0;
+/// Our mean TTFT may exceed the server's mean prompt time by this much plus
+/// [`TTFT_SLACK_TOKENS`] of our inter-token times: a new request waits for the batch being
+/// decoded before its prompt starts, which the server's prompt time does not include
+/// (measured on a loaded two-core machine: 30-250 ms above the server's mean).
+pub(crate) const TTFT_SLACK_MS: f64 = 500.0;
+/// See [`TTFT_SLACK_MS`].
+pub(crate) const TTFT_SLACK_TOKENS: f64 = 4.0;
 /// The server's prompt time is inside our TTFT, so our mean is at least the server's; the
 /// small allowance covers the histogram's 3-significant-digit rounding.
 pub(crate) const TTFT_FLOOR_RATIO: f64 = 0.97;
@@ -200,13 +203,14 @@ pub(crate) fn loadtest_checks(
         } else {
             0.0
         };
-        let slack = TTFT_SLACK_MS + 2.0 * itl;
+        let slack = TTFT_SLACK_MS + TTFT_SLACK_TOKENS * itl;
         checks.push(Check {
             name: "mean TTFT ms vs server mean prompt time (ceiling)",
             ours: ttft,
             server: prompt_ms,
             rule: format!(
-                "ours - server <= {TTFT_SLACK_MS} ms + 2 inter-token times = {slack:.0} ms"
+                "ours - server <= {TTFT_SLACK_MS} ms + {TTFT_SLACK_TOKENS} inter-token \
+                 times = {slack:.0} ms"
             ),
             pass: ttft - prompt_ms <= slack,
         });

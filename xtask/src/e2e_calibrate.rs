@@ -1,4 +1,5 @@
-//! `cargo xtask calibrate REPORT --parallel N [--load-time DUR] [-o FILE]`: turns the report
+//! `cargo xtask calibrate REPORT --parallel N [--load-time DUR] [--sim-prompt-tokens N]
+//! [-o FILE]`: turns the report
 //! of a streamed load test against a real server into an `ollama-sim` profile (a TOML file
 //! for `ollama-sim --config`), so a load test against the sim predicts the real server.
 //!
@@ -11,7 +12,10 @@
 //!   (p90 of a uniform is mean x (1 + 0.8 jitter)), capped at 0.9.
 //! - `prompt_tokens_per_sec`: the median prompt tokens over the median TTFT less one token
 //!   time (the sim sends its first token one token time after the prompt is evaluated).
-//!   It is an effective speed: prompt caching and request overheads are folded in.
+//!   It is an effective speed: prompt caching and request overheads are folded in. The sim
+//!   counts tokens its own way (about 4 bytes a token, no chat template), so with
+//!   `--sim-prompt-tokens N` (what the sim counts for the run's prompt) the speed is
+//!   converted to the sim's tokens and the sim spends the real prompt time.
 //! - `output_tokens`: the mean answer length; when most answers hit `num_predict`, a length
 //!   large enough that every sim answer hits it too (the sim varies lengths by the jitter).
 //! - `load_time`: `--load-time` (e.g. the server's measured start-up), else the run's median
@@ -52,6 +56,7 @@ pub(crate) fn profile(
     report: &Value,
     parallel: u32,
     load_time: Option<Duration>,
+    sim_prompt_tokens: Option<f64>,
     source: &str,
 ) -> Result<Profile> {
     if parallel == 0 {
@@ -84,7 +89,8 @@ pub(crate) fn profile(
     };
     let token_ms = 1000.0 / tps;
     let prompt_seconds = ((ttft_ms - token_ms) / 1000.0).max(MIN_PROMPT_SECONDS);
-    let prompt_tokens_per_sec = prompt_tokens.max(1.0) / prompt_seconds;
+    let prompt_tokens_per_sec =
+        sim_prompt_tokens.unwrap_or(prompt_tokens).max(1.0) / prompt_seconds;
     let cap = r
         .optional("config.options.num_predict")
         .filter(|n| *n > 0.0);
@@ -175,6 +181,7 @@ pub(crate) fn run_cli(args: &[OsString]) -> Result<()> {
     let mut report = None;
     let mut parallel = None;
     let mut load_time = None;
+    let mut sim_prompt_tokens = None;
     let mut output: Option<PathBuf> = None;
     let mut iter = args.iter().map(|a| a.to_string_lossy().into_owned());
     while let Some(arg) = iter.next() {
@@ -187,6 +194,13 @@ pub(crate) fn run_cli(args: &[OsString]) -> Result<()> {
                 })?);
             }
             "--load-time" => load_time = Some(parse_duration(&value("--load-time")?)?),
+            "--sim-prompt-tokens" => {
+                let v = value("--sim-prompt-tokens")?;
+                let n = v.parse::<u32>().with_context(|| {
+                    format!("--sim-prompt-tokens `{v}`: expected a token count")
+                })?;
+                sim_prompt_tokens = Some(f64::from(n));
+            }
             "-o" | "--output" => output = Some(PathBuf::from(value("-o")?)),
             flag if flag.starts_with('-') => bail!("calibrate: unknown flag `{flag}`"),
             path if report.is_none() => report = Some(PathBuf::from(path)),
@@ -194,15 +208,21 @@ pub(crate) fn run_cli(args: &[OsString]) -> Result<()> {
         }
     }
     let report = report.context(
-        "usage: cargo xtask calibrate REPORT.json --parallel N [--load-time DUR] [-o profile.toml]",
+        "usage: cargo xtask calibrate REPORT.json --parallel N [--load-time DUR] [--sim-prompt-tokens N] [-o profile.toml]",
     )?;
     let parallel = parallel.context("calibrate: --parallel N (the server's slots) is required")?;
     let text = std::fs::read_to_string(&report)
         .with_context(|| format!("cannot read report {}", report.display()))?;
     let json: Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", report.display()))?;
-    let profile = profile(&json, parallel, load_time, &report.display().to_string())
-        .with_context(|| format!("cannot calibrate from {}", report.display()))?;
+    let profile = profile(
+        &json,
+        parallel,
+        load_time,
+        sim_prompt_tokens,
+        &report.display().to_string(),
+    )
+    .with_context(|| format!("cannot calibrate from {}", report.display()))?;
     let toml = profile.to_toml();
     match output {
         Some(path) => {
@@ -235,7 +255,7 @@ mod tests {
 
     #[test]
     fn figures_map_to_the_sim_profile() {
-        let p = profile(&report(20.0, Some(24)), 4, None, "r.json").unwrap();
+        let p = profile(&report(20.0, Some(24)), 4, None, None, "r.json").unwrap();
         assert_eq!(p.model, "gemma3-270m");
         assert!((p.tokens_per_sec - 25.0).abs() < 1e-9);
         // p90/p50 = 1.2 -> jitter 0.25.
@@ -248,6 +268,7 @@ mod tests {
             &report(24.0, Some(24)),
             4,
             Some(Duration::from_secs(2)),
+            Some(58.0),
             "r",
         )
         .unwrap();
@@ -255,12 +276,17 @@ mod tests {
             capped.output_tokens, 32,
             "24 / (1 - 0.25): every sim answer hits the cap"
         );
+        // The sim counts 58 tokens where the server counted 29: twice the speed, same time.
+        assert!(
+            (capped.prompt_tokens_per_sec - 1160.0).abs() < 1e-6,
+            "{capped:?}"
+        );
         assert_eq!(capped.load_time, Duration::from_secs(2));
     }
 
     #[test]
     fn the_profile_is_a_sim_config() {
-        let p = profile(&report(20.0, None), 4, None, "r.json").unwrap();
+        let p = profile(&report(20.0, None), 4, None, None, "r.json").unwrap();
         let toml = p.to_toml();
         let parsed: toml::Table = toml.parse().unwrap();
         assert_eq!(parsed["num_parallel"].as_integer(), Some(4));
@@ -274,9 +300,9 @@ mod tests {
     fn unstreamed_reports_and_bad_flags_are_clear_errors() {
         let mut r = report(20.0, None);
         r["metrics"]["ttft_ms"] = Value::Null;
-        let err = format!("{:#}", profile(&r, 4, None, "r").unwrap_err());
+        let err = format!("{:#}", profile(&r, 4, None, None, "r").unwrap_err());
         assert!(err.contains("--stream"), "{err}");
-        assert!(profile(&report(20.0, None), 0, None, "r").is_err());
+        assert!(profile(&report(20.0, None), 0, None, None, "r").is_err());
         assert_eq!(
             parse_duration("1500ms").unwrap(),
             Duration::from_millis(1500)
