@@ -234,6 +234,10 @@ fn run_loadtest(
     prompts: &Path,
     path: &Path,
 ) -> Result<()> {
+    // A report left by an earlier run must not pass for this one's.
+    if path.exists() {
+        std::fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))?;
+    }
     let requests = workload.requests.to_string();
     let warmup = warmup.to_string();
     let mut command = Command::new(binary);

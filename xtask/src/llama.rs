@@ -41,6 +41,13 @@ impl Cache {
                 .context("neither SHARED_OLLAMA_CACHE nor HOME is set: no cache folder")?;
             PathBuf::from(home).join(".cache").join("shared-ollama")
         };
+        let root = if root.is_absolute() {
+            root
+        } else {
+            std::env::current_dir()
+                .context("cannot read the current directory")?
+                .join(root)
+        };
         if root.starts_with(cmd::workspace_root()) {
             bail!(
                 "cache folder {} is inside the repository; binaries and weights must live outside it",
