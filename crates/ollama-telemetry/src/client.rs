@@ -17,12 +17,13 @@ use ollama_client::{
     ShowResponse,
 };
 use serde_json::{Map, Value};
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 
 use crate::config::TelemetryConfig;
 use crate::error::TelemetryError;
 use crate::event_log::EventLog;
 use crate::record::{Recorder, RequestInfo, ServerReport, Tracker};
+use crate::series::Endpoint;
 use crate::stream::{
     InstrumentedStream, Observer, native_report, observe_chat, observe_generate, observe_openai,
     observe_pull,
@@ -50,11 +51,11 @@ impl std::fmt::Debug for InstrumentedClient {
 #[derive(Clone, Copy)]
 struct Operation {
     name: &'static str,
-    endpoint: &'static str,
+    endpoint: Endpoint,
     stream: bool,
 }
 
-const fn op(name: &'static str, endpoint: &'static str, stream: bool) -> Operation {
+const fn op(name: &'static str, endpoint: Endpoint, stream: bool) -> Operation {
     Operation {
         name,
         endpoint,
@@ -64,7 +65,9 @@ const fn op(name: &'static str, endpoint: &'static str, stream: bool) -> Operati
 
 impl InstrumentedClient {
     /// Wraps `client`. Opens the event log when `config.events` names a file (creating its
-    /// folder), which is the only way this can fail.
+    /// folder), which is the only way this can fail. Metric handles are resolved on each
+    /// series' first use, against the `metrics` recorder installed at that time, so install
+    /// the exporter (or your recorder) before the first request.
     pub fn new(client: Client, config: TelemetryConfig) -> Result<Self, TelemetryError> {
         Ok(Self {
             recorder: Arc::new(Recorder::new(client, config)?),
@@ -94,7 +97,7 @@ impl InstrumentedClient {
     /// `POST /api/generate` without streaming.
     pub async fn generate(&self, req: GenerateRequest) -> Result<GenerateResponse, Error> {
         let info = self.info(
-            op("generate", "/api/generate", false),
+            op("generate", Endpoint::Generate, false),
             &req.model,
             Some(&req.prompt),
             req.options.as_ref(),
@@ -112,7 +115,7 @@ impl InstrumentedClient {
         req: GenerateRequest,
     ) -> Result<InstrumentedStream<GenerateResponse>, Error> {
         let info = self.info(
-            op("generate", "/api/generate", true),
+            op("generate", Endpoint::Generate, true),
             &req.model,
             Some(&req.prompt),
             req.options.as_ref(),
@@ -146,7 +149,7 @@ impl InstrumentedClient {
     /// `POST /api/embed`.
     pub async fn embed(&self, req: EmbedRequest) -> Result<EmbedResponse, Error> {
         let mut info = self.info(
-            op("embed", "/api/embed", false),
+            op("embed", Endpoint::Embed, false),
             &req.model,
             None,
             req.options.as_ref(),
@@ -166,7 +169,7 @@ impl InstrumentedClient {
     /// `POST /api/embeddings` (legacy).
     pub async fn embeddings(&self, req: EmbeddingsRequest) -> Result<EmbeddingsResponse, Error> {
         let info = self.info(
-            op("embeddings", "/api/embeddings", false),
+            op("embeddings", Endpoint::Embeddings, false),
             &req.model,
             Some(&req.prompt),
             req.options.as_ref(),
@@ -178,7 +181,7 @@ impl InstrumentedClient {
 
     /// `GET /api/tags`.
     pub async fn list_models(&self) -> Result<ListResponse, Error> {
-        let info = bare_info(op("list_models", "/api/tags", false));
+        let info = bare_info(op("list_models", Endpoint::Tags, false));
         self.unary(info, self.inner().list_models(), |_| {
             ServerReport::default()
         })
@@ -187,14 +190,14 @@ impl InstrumentedClient {
 
     /// `GET /api/ps`.
     pub async fn ps(&self) -> Result<PsResponse, Error> {
-        let info = bare_info(op("ps", "/api/ps", false));
+        let info = bare_info(op("ps", Endpoint::Ps, false));
         self.unary(info, self.inner().ps(), |_| ServerReport::default())
             .await
     }
 
     /// `POST /api/show`.
     pub async fn show(&self, req: ShowRequest) -> Result<ShowResponse, Error> {
-        let info = self.info(op("show", "/api/show", false), &req.model, None, None);
+        let info = self.info(op("show", Endpoint::Show, false), &req.model, None, None);
         let client = self.inner();
         self.unary(info, client.show(req), |_| ServerReport::default())
             .await
@@ -202,7 +205,7 @@ impl InstrumentedClient {
 
     /// `GET /api/version`.
     pub async fn version(&self) -> Result<String, Error> {
-        let info = bare_info(op("version", "/api/version", false));
+        let info = bare_info(op("version", Endpoint::Version, false));
         self.unary(info, self.inner().version(), |_| ServerReport::default())
             .await
     }
@@ -212,14 +215,14 @@ impl InstrumentedClient {
         &self,
         req: PullRequest,
     ) -> Result<InstrumentedStream<ProgressResponse>, Error> {
-        let info = self.info(op("pull", "/api/pull", true), &req.model, None, None);
+        let info = self.info(op("pull", Endpoint::Pull, true), &req.model, None, None);
         let client = self.inner();
         self.streamed(info, client.pull(req), observe_pull).await
     }
 
     /// `POST /api/copy`.
     pub async fn copy(&self, source: &str, destination: &str) -> Result<(), Error> {
-        let info = self.info(op("copy", "/api/copy", false), source, None, None);
+        let info = self.info(op("copy", Endpoint::Copy, false), source, None, None);
         self.unary(info, self.inner().copy(source, destination), |()| {
             ServerReport::default()
         })
@@ -228,7 +231,7 @@ impl InstrumentedClient {
 
     /// `DELETE /api/delete`.
     pub async fn delete(&self, model: &str) -> Result<(), Error> {
-        let info = self.info(op("delete", "/api/delete", false), model, None, None);
+        let info = self.info(op("delete", Endpoint::Delete, false), model, None, None);
         self.unary(info, self.inner().delete(model), |()| {
             ServerReport::default()
         })
@@ -237,14 +240,14 @@ impl InstrumentedClient {
 
     /// `HEAD /`.
     pub async fn health(&self) -> Result<(), Error> {
-        let info = bare_info(op("health", "/", false));
+        let info = bare_info(op("health", Endpoint::Root, false));
         self.unary(info, self.inner().health(), |()| ServerReport::default())
             .await
     }
 
     /// `HEAD /` with the client's retries; recorded as one request.
     pub async fn verify(&self) -> Result<(), Error> {
-        let info = bare_info(op("verify", "/", false));
+        let info = bare_info(op("verify", Endpoint::Root, false));
         self.unary(info, self.inner().verify(), |()| ServerReport::default())
             .await
     }
@@ -280,11 +283,11 @@ impl InstrumentedClient {
         report: impl FnOnce(&R) -> ServerReport,
     ) -> Result<R, Error> {
         let mut tracker = Tracker::start(&self.recorder, info);
-        let result = call.instrument(tracker.span().clone()).await;
+        let result = in_span(tracker.span(), call).await;
         let end = Instant::now();
         match &result {
             Ok(response) => {
-                tracker.responded(200);
+                tracker.responded_ok();
                 tracker.report(report(response));
                 tracker.succeed(end);
             }
@@ -300,9 +303,9 @@ impl InstrumentedClient {
         observe: Observer<T>,
     ) -> Result<InstrumentedStream<T>, Error> {
         let mut tracker = Tracker::start(&self.recorder, info);
-        match call.instrument(tracker.span().clone()).await {
+        match in_span(tracker.span(), call).await {
             Ok(stream) => {
-                tracker.responded(200);
+                tracker.responded_ok();
                 Ok(InstrumentedStream::new(stream, tracker, observe))
             }
             Err(e) => {
@@ -343,7 +346,7 @@ impl InstrumentedClient {
 
     fn chat_info(&self, req: &ChatRequest, stream: bool) -> RequestInfo {
         let mut info = self.info(
-            op("chat", "/api/chat", stream),
+            op("chat", Endpoint::Chat, stream),
             &req.model,
             None,
             req.options.as_ref(),
@@ -355,7 +358,7 @@ impl InstrumentedClient {
 
     fn openai_info(&self, req: &ChatCompletionRequest, stream: bool) -> RequestInfo {
         let mut info = self.info(
-            op("openai_chat", "/v1/chat/completions", stream),
+            op("openai_chat", Endpoint::OpenAiChat, stream),
             &req.model,
             None,
             None,
@@ -376,6 +379,16 @@ impl InstrumentedClient {
         if self.recorder.log_prompts() {
             info.prompt = Some(texts.join("\n"));
         }
+    }
+}
+
+/// Runs `call` inside `span`, skipping the per-poll enter and exit when no subscriber wants
+/// the span (the common case for a service without tracing).
+async fn in_span<T>(span: &Span, call: impl Future<Output = T>) -> T {
+    if span.is_disabled() {
+        call.await
+    } else {
+        call.instrument(span.clone()).await
     }
 }
 

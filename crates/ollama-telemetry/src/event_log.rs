@@ -5,15 +5,17 @@
 //! (`ollama_client_events_dropped_total`). One dedicated thread owns the sink and is the
 //! only writer, which is what keeps every line one whole JSON object however many requests
 //! run at once. The thread drains whatever is queued, then flushes its buffer to the sink,
-//! so lines reach the file in bursts rather than one write per event.
+//! so lines reach the file in bursts rather than one write per event; while busy it sleeps
+//! a short window between bursts, so senders do not wake it once per event.
 
 use std::fs::{self, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::catalog::{EVENT_WRITE_ERRORS_TOTAL, EVENTS_DROPPED_TOTAL};
 use crate::error::TelemetryError;
@@ -21,6 +23,11 @@ use crate::event::RequestEvent;
 
 /// Default number of events the queue holds before new ones are dropped.
 pub const DEFAULT_EVENT_QUEUE_CAPACITY: usize = 16_384;
+
+/// How long the writer lets events collect while busy. Waking a thread per event costs a
+/// system call and a context switch on the request path's cores; one wake per window does
+/// not. It bounds how late a line reaches the sink (and how long `flush` may wait).
+const BATCH_WINDOW: Duration = Duration::from_millis(10);
 
 /// Size of the writer's buffer in front of the sink.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
@@ -195,25 +202,55 @@ impl Drop for Shared {
 fn run_writer<W: Write>(rx: &Receiver<Message>, sink: W, counters: &Counters) {
     let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, sink);
     let mut line = Vec::with_capacity(1024);
+    let mut handle = |message: Message, out: &mut BufWriter<W>| -> bool {
+        match message {
+            Message::Event(event) => write_event(out, &mut line, &event, counters),
+            Message::Flush(ack) => {
+                flush_sink(out, counters);
+                // The caller may have given up waiting; then nobody needs the answer.
+                let _ = ack.send(());
+            }
+            Message::Shutdown => {
+                flush_sink(out, counters);
+                return false;
+            }
+        }
+        true
+    };
+    // Idle: block until something arrives (the only time a sender has to wake this thread).
     while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        // Drain what is queued before touching the sink, so a burst costs one flush.
-        while let Some(message) = next {
-            match message {
-                Message::Event(event) => write_event(&mut out, &mut line, &event, counters),
-                Message::Flush(ack) => {
-                    flush_sink(&mut out, counters);
-                    // The caller may have given up waiting; then nobody needs the answer.
-                    let _ = ack.send(());
-                }
-                Message::Shutdown => {
-                    flush_sink(&mut out, counters);
-                    return;
+        if !handle(first, &mut out) {
+            return;
+        }
+        // Busy: drain, flush, then let a batch build up for a while instead of being woken
+        // by every event; go back to blocking once a window brings nothing.
+        loop {
+            loop {
+                match rx.try_recv() {
+                    Ok(message) => {
+                        if !handle(message, &mut out) {
+                            return;
+                        }
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        flush_sink(&mut out, counters);
+                        return;
+                    }
                 }
             }
-            next = rx.try_recv().ok();
+            flush_sink(&mut out, counters);
+            std::thread::sleep(BATCH_WINDOW);
+            match rx.try_recv() {
+                Ok(message) => {
+                    if !handle(message, &mut out) {
+                        return;
+                    }
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
+            }
         }
-        flush_sink(&mut out, counters);
     }
     // Every sender is gone (cannot happen while `Shared` lives, but be safe): flush and end.
     flush_sink(&mut out, counters);

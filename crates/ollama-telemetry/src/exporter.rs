@@ -49,6 +49,9 @@ impl ExporterHandle {
 ///
 /// Called inside a Tokio runtime, the listener runs on that runtime; otherwise it gets a
 /// thread with its own. Fails if `addr` cannot be bound or another recorder is installed.
+///
+/// Call it before the first request of any [`InstrumentedClient`](crate::InstrumentedClient):
+/// clients resolve their metric handles on first use, against the recorder installed then.
 pub fn install_exporter(addr: SocketAddr) -> Result<ExporterHandle, TelemetryError> {
     let fail = |message: String| TelemetryError::Exporter { addr, message };
     if addr.port() == 0 {

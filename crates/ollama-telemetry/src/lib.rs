@@ -19,8 +19,8 @@ mod error;
 mod event;
 mod event_log;
 mod exporter;
-mod labels;
 mod record;
+mod series;
 mod stream;
 
 pub use client::InstrumentedClient;
@@ -32,5 +32,5 @@ pub use error::TelemetryError;
 pub use event::{Outcome, RequestEvent};
 pub use event_log::{DEFAULT_EVENT_QUEUE_CAPACITY, EventLog, EventLogStats};
 pub use exporter::{DEFAULT_EXPORTER_ADDR, ExporterHandle, install_exporter};
-pub use labels::OVERFLOW_MODEL_LABEL;
+pub use series::OVERFLOW_MODEL_LABEL;
 pub use stream::InstrumentedStream;

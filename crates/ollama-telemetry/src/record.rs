@@ -17,16 +17,14 @@ use tracing::Span;
 use tracing::field::Empty;
 
 use crate::catalog::{
-    ERRORS_TOTAL, IN_FLIGHT_REQUESTS, INTER_TOKEN_SECONDS, MODEL_LOAD_DURATION_SECONDS,
-    OPEN_CONNECTIONS, POOL_WAIT_SECONDS, QUEUE_WAIT_SECONDS, REQUEST_DURATION_SECONDS,
-    REQUESTS_TOTAL, RESPONSES_TOTAL, SERVER_BUSY_TOTAL, TIME_TO_FIRST_TOKEN_SECONDS,
-    TOKENS_PER_SECOND, TOKENS_TOTAL,
+    ERRORS_TOTAL, IN_FLIGHT_REQUESTS, OPEN_CONNECTIONS, POOL_WAIT_SECONDS, RESPONSES_TOTAL,
+    SERVER_BUSY_TOTAL,
 };
 use crate::config::{EventsConfig, TelemetryConfig};
 use crate::error::TelemetryError;
 use crate::event::{Outcome, RequestEvent};
 use crate::event_log::EventLog;
-use crate::labels::ModelLabels;
+use crate::series::{Endpoint, ModelRegistry, ModelSeries};
 
 /// What one [`InstrumentedClient`](crate::InstrumentedClient) shares with its requests.
 pub(crate) struct Recorder {
@@ -35,7 +33,7 @@ pub(crate) struct Recorder {
     client_type: String,
     log_prompts: bool,
     warm_start_threshold: Duration,
-    labels: ModelLabels,
+    models: ModelRegistry,
     /// Request ids are `<prefix>-<counter>`: the random prefix keeps ids from two
     /// processes (or two clients) writing one file apart.
     id_prefix: u32,
@@ -47,7 +45,7 @@ pub(crate) struct Recorder {
 /// The request as the call sees it before sending.
 pub(crate) struct RequestInfo {
     pub(crate) operation: &'static str,
-    pub(crate) endpoint: &'static str,
+    pub(crate) endpoint: Endpoint,
     pub(crate) model: Option<String>,
     pub(crate) stream: bool,
     pub(crate) prompt_chars: Option<u64>,
@@ -115,7 +113,7 @@ impl Recorder {
             client_type: config.client_type,
             log_prompts: config.log_prompts,
             warm_start_threshold: config.warm_start_threshold,
-            labels: ModelLabels::new(config.max_model_labels),
+            models: ModelRegistry::new(config.max_model_labels),
             id_prefix: rand::random(),
             next_id: AtomicU64::new(1),
             pool_wait_seen,
@@ -230,7 +228,7 @@ fn status_label(status: u16) -> SharedString {
 pub(crate) struct Tracker {
     recorder: Arc<Recorder>,
     info: RequestInfo,
-    model_label: SharedString,
+    series: Arc<ModelSeries>,
     request_id: String,
     started: Instant,
     span: Span,
@@ -238,8 +236,6 @@ pub(crate) struct Tracker {
     last_token: Option<Instant>,
     /// Arrival of the most recent item of a stream.
     last_item: Option<Instant>,
-    /// Cached so each token gap is one atomic update, not a registry lookup.
-    inter_token: Option<metrics::Histogram>,
     report: ServerReport,
     /// The stream's final item (native `done: true`, OpenAI `finish_reason`) has arrived.
     done_seen: bool,
@@ -248,15 +244,15 @@ pub(crate) struct Tracker {
 
 impl Tracker {
     pub(crate) fn start(recorder: &Arc<Recorder>, info: RequestInfo) -> Self {
-        let model_label = recorder.labels.label(info.model.as_deref());
+        let series = recorder.models.get(info.model.as_deref());
         let n = recorder.next_id.fetch_add(1, Ordering::Relaxed);
         let request_id = format!("{:08x}-{n}", recorder.id_prefix);
         let span = tracing::info_span!(
             "ollama_request",
             request_id = %request_id,
             operation = info.operation,
-            endpoint = info.endpoint,
-            model = %model_label,
+            endpoint = info.endpoint.path(),
+            model = %series.label(),
             stream = info.stream,
             outcome = Empty,
             latency_ms = Empty,
@@ -267,14 +263,13 @@ impl Tracker {
         Self {
             recorder: Arc::clone(recorder),
             info,
-            model_label,
+            series,
             request_id,
             started: Instant::now(),
             span,
             first_token: None,
             last_token: None,
             last_item: None,
-            inter_token: None,
             report: ServerReport::default(),
             done_seen: false,
             finished: false,
@@ -285,14 +280,10 @@ impl Tracker {
         &self.span
     }
 
-    /// The server answered with a success status (a stream's head, or a whole response).
-    pub(crate) fn responded(&self, status: u16) {
-        counter!(RESPONSES_TOTAL,
-            "endpoint" => self.info.endpoint,
-            "model" => self.model_label.clone(),
-            "status" => status_label(status))
-        .increment(1);
-        self.span.record("http_status", status);
+    /// The server answered a call (or a stream's head) with success.
+    pub(crate) fn responded_ok(&self) {
+        self.series.ok_responses(self.info.endpoint).increment(1);
+        self.span.record("http_status", 200);
     }
 
     /// A stream item arrived at `at`; `carries_token` when it holds token text.
@@ -304,20 +295,14 @@ impl Tracker {
         match self.last_token {
             None => {
                 self.first_token = Some(at);
-                histogram!(TIME_TO_FIRST_TOKEN_SECONDS,
-                    "endpoint" => self.info.endpoint,
-                    "model" => self.model_label.clone())
-                .record(at.saturating_duration_since(self.started).as_secs_f64());
+                self.series
+                    .ttft(self.info.endpoint)
+                    .record(at.saturating_duration_since(self.started).as_secs_f64());
             }
             Some(previous) => {
-                let gap = at.saturating_duration_since(previous).as_secs_f64();
-                self.inter_token
-                    .get_or_insert_with(|| {
-                        histogram!(INTER_TOKEN_SECONDS,
-                            "endpoint" => self.info.endpoint,
-                            "model" => self.model_label.clone())
-                    })
-                    .record(gap);
+                self.series
+                    .inter_token(self.info.endpoint)
+                    .record(at.saturating_duration_since(previous).as_secs_f64());
             }
         }
         self.last_token = Some(at);
@@ -355,59 +340,58 @@ impl Tracker {
         self.finished = true;
         let latency = end.saturating_duration_since(self.started);
         let endpoint = self.info.endpoint;
-        let model = &self.model_label;
+        let series = &self.series;
 
-        counter!(REQUESTS_TOTAL,
-            "endpoint" => endpoint, "model" => model.clone(), "outcome" => outcome.as_str())
-        .increment(1);
-        histogram!(REQUEST_DURATION_SECONDS,
-            "endpoint" => endpoint, "model" => model.clone(), "outcome" => outcome.as_str())
-        .record(latency.as_secs_f64());
+        series.requests(endpoint, outcome).increment(1);
+        series
+            .duration(endpoint, outcome)
+            .record(latency.as_secs_f64());
         if let Some(f) = &failure {
-            counter!(ERRORS_TOTAL,
-                "endpoint" => endpoint, "model" => model.clone(), "kind" => f.kind)
-            .increment(1);
+            // Errors are rare: plain registry lookups, no cached handles.
+            let (path, model) = (endpoint.path(), series.label().clone());
+            counter!(ERRORS_TOTAL, "endpoint" => path, "model" => model.clone(), "kind" => f.kind)
+                .increment(1);
             if let Some(status) = f.http_status {
                 counter!(RESPONSES_TOTAL,
-                    "endpoint" => endpoint, "model" => model.clone(), "status" => status_label(status))
+                    "endpoint" => path, "model" => model.clone(), "status" => status_label(status))
                 .increment(1);
             }
             if f.server_busy {
-                counter!(SERVER_BUSY_TOTAL, "endpoint" => endpoint, "model" => model.clone())
-                    .increment(1);
+                counter!(SERVER_BUSY_TOTAL, "endpoint" => path, "model" => model).increment(1);
             }
         }
         let r = &self.report;
         if let Some(load) = r.load {
-            histogram!(MODEL_LOAD_DURATION_SECONDS, "model" => model.clone())
-                .record(load.as_secs_f64());
+            series.load().record(load.as_secs_f64());
         }
         if let Some(n) = r.prompt_eval_count {
-            counter!(TOKENS_TOTAL, "model" => model.clone(), "kind" => "prompt").increment(n);
+            series.prompt_tokens().increment(n);
         }
         if let Some(n) = r.eval_count {
-            counter!(TOKENS_TOTAL, "model" => model.clone(), "kind" => "completion").increment(n);
+            series.completion_tokens().increment(n);
         }
         let tokens_per_second = r.tokens_per_second();
         if let Some(tps) = tokens_per_second {
-            histogram!(TOKENS_PER_SECOND, "model" => model.clone()).record(tps);
+            series.tokens_per_second().record(tps);
         }
         let queue_wait = r.total.map(|total| latency.saturating_sub(total));
         if let Some(wait) = queue_wait {
-            histogram!(QUEUE_WAIT_SECONDS, "model" => model.clone()).record(wait.as_secs_f64());
+            series.queue_wait().record(wait.as_secs_f64());
         }
         self.recorder.update_pool_figures();
 
         let latency_ms = ms(latency);
-        self.span.record("outcome", outcome.as_str());
-        self.span.record("latency_ms", latency_ms);
-        if let Some(f) = &failure {
-            self.span.record("error_kind", f.kind);
-            if let Some(status) = f.http_status {
-                self.span.record("http_status", status);
+        if !self.span.is_disabled() {
+            self.span.record("outcome", outcome.as_str());
+            self.span.record("latency_ms", latency_ms);
+            if let Some(f) = &failure {
+                self.span.record("error_kind", f.kind);
+                if let Some(status) = f.http_status {
+                    self.span.record("http_status", status);
+                }
             }
+            tracing::debug!(parent: &self.span, outcome = outcome.as_str(), latency_ms, "ollama request finished");
         }
-        tracing::debug!(parent: &self.span, outcome = outcome.as_str(), latency_ms, "ollama request finished");
 
         let recorder = Arc::clone(&self.recorder);
         if let Some(log) = &recorder.events {
@@ -434,7 +418,7 @@ impl Tracker {
             request_id: std::mem::take(&mut self.request_id),
             client_type: Cow::Owned(self.recorder.client_type.clone()),
             operation: Cow::Borrowed(self.info.operation),
-            endpoint: Cow::Borrowed(self.info.endpoint),
+            endpoint: Cow::Borrowed(self.info.endpoint.path()),
             model: self.info.model.take(),
             stream: self.info.stream,
             status: Cow::Borrowed(outcome.as_str()),
@@ -480,4 +464,47 @@ impl Drop for Tracker {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_keeps_what_the_newer_report_does_not_say() {
+        let mut report = ServerReport {
+            done_reason: Some("stop".to_owned()),
+            ..ServerReport::default()
+        };
+        report.merge(ServerReport {
+            prompt_eval_count: Some(3),
+            eval_count: Some(7),
+            ..ServerReport::default()
+        });
+        assert_eq!(report.done_reason.as_deref(), Some("stop"));
+        assert_eq!(
+            (report.prompt_eval_count, report.eval_count),
+            (Some(3), Some(7))
+        );
+    }
+
+    #[test]
+    fn tokens_per_second_needs_a_count_and_a_non_zero_duration() {
+        let mut report = ServerReport {
+            eval_count: Some(50),
+            eval: Some(Duration::from_millis(500)),
+            ..ServerReport::default()
+        };
+        assert_eq!(report.tokens_per_second(), Some(100.0));
+        report.eval = Some(Duration::ZERO);
+        assert_eq!(report.tokens_per_second(), None);
+        report.eval = None;
+        assert_eq!(report.tokens_per_second(), None);
+    }
+
+    #[test]
+    fn status_labels_are_the_code_as_text() {
+        assert_eq!(&*status_label(503), "503");
+        assert_eq!(&*status_label(418), "418");
+    }
 }

@@ -127,6 +127,9 @@ fn a_full_queue_drops_and_counts_without_blocking() {
         8,
     )
     .unwrap();
+    // Rebound after the log so that, if an assertion fails, unwinding drops it first and the
+    // log's drop (which waits for the writer) does not wait on a sink that stays blocked.
+    let release = release;
     // The writer takes at most a few events and then blocks in the sink; the queue holds 8.
     // Recording never blocks, so this loop ends, and everything past capacity is dropped.
     let mut accepted = 0;

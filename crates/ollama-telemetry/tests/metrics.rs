@@ -513,7 +513,7 @@ fn a_reset_mid_stream_is_truncated() {
 }
 
 #[test]
-fn a_reset_before_the_head_is_other() {
+fn a_reset_before_the_head_is_truncated_without_a_status() {
     let fault = FaultKind::Reset { after: 0 };
     assert_error_case(
         "reset before head",
@@ -521,9 +521,58 @@ fn a_reset_before_the_head_is_other() {
         on_generate(fault),
         |b| b,
         generate,
-        "other",
+        "truncated",
         None,
     );
+}
+
+#[test]
+fn a_connect_that_hangs_is_connect_timeout() {
+    let (events, m) = with_recorder(|| async {
+        // A loopback listener that never accepts, with the smallest backlog: once its
+        // queue is full the kernel drops further SYNs, so the next connect hangs.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut fillers = Vec::new();
+        for _ in 0..4 {
+            if let Ok(Ok(s)) = tokio::time::timeout(
+                Duration::from_millis(100),
+                tokio::net::TcpStream::connect(addr),
+            )
+            .await
+            {
+                fillers.push(s);
+            }
+        }
+        let client = Client::builder()
+            .base_url(format!("http://{addr}"))
+            .connect_timeout(Duration::from_millis(100))
+            .max_retries(0)
+            .build()
+            .unwrap();
+        let (client, sink, log) = instrumented(client);
+        generate(client).await;
+        log.flush().unwrap();
+        drop((fillers, listener));
+        sink.events()
+    });
+    assert_eq!(
+        m.counter(
+            ERRORS_TOTAL,
+            &[
+                ("endpoint", GENERATE),
+                ("model", CHAT_MODEL),
+                ("kind", "connect_timeout")
+            ]
+        ),
+        1,
+        "{:?}",
+        m.label_sets(ERRORS_TOTAL)
+    );
+    assert!(m.label_sets(RESPONSES_TOTAL).is_empty());
+    assert_eq!(events[0].error_type.as_deref(), Some("connect_timeout"));
 }
 
 #[test]
@@ -579,6 +628,7 @@ fn a_refused_connection_is_connect_without_a_response() {
             .port();
         let client = Client::builder()
             .base_url(format!("http://127.0.0.1:{port}"))
+            .max_retries(0)
             .build()
             .unwrap();
         let (client, sink, log) = instrumented(client);
