@@ -136,6 +136,7 @@ struct Peers {
     wrk: Option<PathBuf>,
     nginx: Option<PathBuf>,
     time: Option<PathBuf>,
+    valgrind: Option<PathBuf>,
 }
 
 impl Peers {
@@ -150,6 +151,7 @@ impl Peers {
             wrk: cmd::which("wrk"),
             nginx,
             time: time.is_file().then_some(time),
+            valgrind: cmd::which("valgrind"),
         }
     }
 
@@ -170,6 +172,10 @@ impl Peers {
                     .to_owned(),
             );
         }
+        if self.valgrind.is_none() {
+            missing
+                .push("valgrind (instructions per request): apt-get install valgrind".to_owned());
+        }
         missing
     }
 }
@@ -179,6 +185,52 @@ struct Binaries {
     sim: PathBuf,
     loadtest: PathBuf,
     probe: PathBuf,
+}
+
+/// A load generator in the throughput comparison.
+#[derive(Clone, Copy, Debug)]
+enum Tool {
+    Loadtest,
+    Bare,
+    Oha,
+}
+
+impl Tool {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Loadtest => "ollama-loadtest",
+            Self::Bare => "bare-hyper-util",
+            Self::Oha => "oha",
+        }
+    }
+
+    /// The req/s a run of this tool reports on stdout; errors if any request failed.
+    fn requests_per_second(self, stdout: &str, url: &str) -> Result<f64> {
+        let report: Value = serde_json::from_str(stdout)
+            .with_context(|| format!("{} printed no JSON report", self.name()))?;
+        let summary = &report["summary"];
+        match self {
+            Self::Loadtest => {
+                if summary["failures"].as_u64() != Some(0) {
+                    bail!("ollama-loadtest against {url} had failures: {summary}");
+                }
+                number(
+                    &summary["requests_per_second"],
+                    "ollama-loadtest requests_per_second",
+                )
+            }
+            Self::Bare => number(
+                &report["requests_per_second"],
+                "bench_probe bare requests_per_second",
+            ),
+            Self::Oha => {
+                if summary["successRate"].as_f64() != Some(1.0) {
+                    bail!("oha against {url}: not every request succeeded: {summary}");
+                }
+                number(&summary["requestsPerSec"], "oha requestsPerSec")
+            }
+        }
+    }
 }
 
 fn build() -> Result<Binaries> {
@@ -259,6 +311,12 @@ pub(crate) fn run_cli(args: &[OsString]) -> Result<()> {
         targets.push(("nginx", url.clone()));
     }
     results.insert("throughput".into(), ctx.throughput(&targets)?);
+    // Against the neutral target when there is one: the server's cost is not counted
+    // either way (callgrind counts the tool's own process), but nginx keeps runs short.
+    let neutral = targets
+        .last()
+        .map_or(sim_url.as_str(), |(_, url)| url.as_str());
+    results.insert("instructions".into(), ctx.instructions(neutral)?);
     results.insert("streaming".into(), ctx.streaming(&sim_url)?);
     results.insert("overhead".into(), ctx.overhead(&sim_url)?);
     results.insert("memory".into(), ctx.memory(&sim_url)?);
@@ -311,8 +369,8 @@ impl Ctx<'_> {
             let rps = self.wrk(wrk, url, secs)?;
             return Ok(json!({"tool": "wrk -t2", "requests_per_second": rps, "seconds": secs}));
         }
-        if let Some(oha) = &self.peers.oha {
-            let rps = Self::oha(oha, url, secs * 20_000)?;
+        if self.peers.oha.is_some() {
+            let (rps, _) = self.run_tool(Tool::Oha, url, secs * 20_000)?;
             return Ok(json!({"tool": "oha", "requests_per_second": rps}));
         }
         Ok(json!({"tool": null, "skipped": "neither wrk nor oha is installed"}))
@@ -324,38 +382,40 @@ impl Ctx<'_> {
             "bench: [2/6] load generator throughput ({} rounds)",
             self.plan.rounds
         );
-        let mut tools = vec!["ollama-loadtest", "bare-hyper-util"];
+        let mut tools = vec![Tool::Loadtest, Tool::Bare];
         if self.peers.oha.is_some() {
-            tools.push("oha");
+            tools.push(Tool::Oha);
         }
-        // rates[target][tool] = one value per round.
+        // rates[target][tool] and cpu[target][tool] = one value per round.
         let mut rates = vec![vec![Vec::new(); tools.len()]; targets.len()];
+        let mut cpu = vec![vec![Vec::new(); tools.len()]; targets.len()];
         for round in 0..self.plan.rounds {
             for (t, (target, url)) in targets.iter().enumerate() {
                 for k in 0..tools.len() {
                     let i = (round + k) % tools.len();
-                    let rps = match tools[i] {
-                        "ollama-loadtest" => self.loadtest_closed(url)?,
-                        "bare-hyper-util" => self.probe_bare(url)?,
-                        _ => match &self.peers.oha {
-                            Some(oha) => Self::oha(oha, url, self.plan.requests)?,
-                            None => bail!("oha vanished during the run"),
-                        },
-                    };
+                    let (rps, cpu_us) = self.run_tool(tools[i], url, self.plan.requests)?;
                     eprintln!(
-                        "bench:   round {} {target} {}: {rps:.0} req/s",
+                        "bench:   round {} {target} {}: {rps:.0} req/s, {} us CPU/request",
                         round + 1,
-                        tools[i]
+                        tools[i].name(),
+                        cpu_us.map_or_else(|| "?".to_owned(), |c| format!("{c:.1}")),
                     );
                     rates[t][i].push(rps);
+                    cpu[t][i].extend(cpu_us);
                 }
             }
         }
         let mut out = serde_json::Map::new();
         for ((target, _), per_tool) in targets.iter().zip(&rates) {
             let mut entry = serde_json::Map::new();
-            for (tool, values) in tools.iter().zip(per_tool) {
-                entry.insert((*tool).to_owned(), summarize(values));
+            let t = targets
+                .iter()
+                .position(|(name, _)| name == target)
+                .unwrap_or(0);
+            for ((tool, values), cpu_values) in tools.iter().zip(per_tool).zip(&cpu[t]) {
+                let mut summary = summarize(values);
+                summary["cpu_us_per_request"] = summarize(cpu_values);
+                entry.insert(tool.name().to_owned(), summary);
             }
             let ratio = |other: usize| {
                 let ratios: Vec<f64> = per_tool[0]
@@ -370,6 +430,29 @@ impl Ctx<'_> {
                 entry.insert("ratio_loadtest_over_oha".into(), ratio(2));
             }
             out.insert((*target).to_owned(), Value::Object(entry));
+        }
+        Ok(Value::Object(out))
+    }
+
+    /// 2b. User-space instructions per request of each tool (callgrind): unlike req/s, not
+    /// moved by what else runs on the machine.
+    fn instructions(&self, url: &str) -> Result<Value> {
+        let Some(valgrind) = &self.peers.valgrind else {
+            return Ok(json!({"skipped": "valgrind is not installed"}));
+        };
+        eprintln!("bench: [2b] instructions per request (callgrind)");
+        let mut out = serde_json::Map::new();
+        let mut tools = vec![Tool::Loadtest, Tool::Bare];
+        if self.peers.oha.is_some() {
+            tools.push(Tool::Oha);
+        }
+        for tool in tools {
+            let per_request = self.instructions_per_request(valgrind, tool, url)?;
+            eprintln!(
+                "bench:   {}: {per_request:.0} instructions/request",
+                tool.name()
+            );
+            out.insert(tool.name().to_owned(), json!(per_request));
         }
         Ok(Value::Object(out))
     }
@@ -503,61 +586,120 @@ impl Ctx<'_> {
         serde_json::from_str(&out).context("ollama-loadtest --json printed no JSON report")
     }
 
-    /// Closed-loop req/s of the load tester (64 workers).
-    fn loadtest_closed(&self, url: &str) -> Result<f64> {
-        let report = self.loadtest_report(url, self.plan.requests, &["--workers", "64"])?;
-        if report["summary"]["failures"].as_u64() != Some(0) {
-            bail!(
-                "ollama-loadtest against {url} had failures: {}",
-                report["summary"]
-            );
-        }
-        number(
-            &report["summary"]["requests_per_second"],
-            "ollama-loadtest requests_per_second",
-        )
-    }
-
     fn probe(&self, args: &[&str]) -> Result<Value> {
         let out = capture(Command::new(&self.bins.probe).args(args))?;
         serde_json::from_str(&out).context("bench_probe printed no JSON")
     }
 
-    fn probe_bare(&self, url: &str) -> Result<f64> {
-        let n = self.plan.requests.to_string();
+    /// The program and arguments that make `tool` send `requests` non-streamed generate
+    /// requests to `url` at concurrency 64.
+    fn invocation(&self, tool: Tool, url: &str, requests: u64) -> (PathBuf, Vec<String>) {
         let c = CONCURRENCY.to_string();
-        let out = self.probe(&["bare", "--url", url, "--concurrency", &c, "--requests", &n])?;
-        number(
-            &out["requests_per_second"],
-            "bench_probe bare requests_per_second",
-        )
+        match tool {
+            Tool::Loadtest => (
+                self.bins.loadtest.clone(),
+                self.loadtest_args(url, requests, &["--workers", "64"]),
+            ),
+            Tool::Bare => (
+                self.bins.probe.clone(),
+                [
+                    "bare",
+                    "--url",
+                    url,
+                    "--concurrency",
+                    &c,
+                    "--requests",
+                    &requests.to_string(),
+                ]
+                .map(str::to_owned)
+                .to_vec(),
+            ),
+            Tool::Oha => (
+                self.peers.oha.clone().unwrap_or_else(|| "oha".into()),
+                [
+                    "-n",
+                    &requests.to_string(),
+                    "-c",
+                    &c,
+                    "--no-tui",
+                    "--output-format",
+                    "json",
+                    "-m",
+                    "POST",
+                    "-H",
+                    "content-type: application/json",
+                    "-d",
+                    BODY,
+                    &format!("{url}/api/generate"),
+                ]
+                .map(str::to_owned)
+                .to_vec(),
+            ),
+        }
     }
 
-    fn oha(oha: &Path, url: &str, requests: u64) -> Result<f64> {
-        let out = capture(Command::new(oha).args([
-            "-n",
-            &requests.to_string(),
-            "-c",
-            &CONCURRENCY.to_string(),
-            "--no-tui",
-            "--output-format",
-            "json",
-            "-m",
-            "POST",
-            "-H",
-            "content-type: application/json",
-            "-d",
-            BODY,
-            &format!("{url}/api/generate"),
-        ]))?;
-        let report: Value = serde_json::from_str(&out).context("oha printed no JSON")?;
-        if report["summary"]["successRate"].as_f64() != Some(1.0) {
-            bail!(
-                "oha against {url}: not every request succeeded: {}",
-                report["summary"]
-            );
+    /// Runs `tool` for `requests` requests; returns its req/s and, with /usr/bin/time, the
+    /// CPU time (user + system) it used per request, in microseconds.
+    fn run_tool(&self, tool: Tool, url: &str, requests: u64) -> Result<(f64, Option<f64>)> {
+        let (program, args) = self.invocation(tool, url, requests);
+        let (stdout, cpu) = match &self.peers.time {
+            Some(time) => {
+                let log = self.work.join("cpu.txt");
+                let mut command = Command::new(time);
+                command
+                    .args(["-f", "%U %S", "-o"])
+                    .arg(&log)
+                    .arg(&program)
+                    .args(&args);
+                let stdout = capture(&mut command)?;
+                let text = std::fs::read_to_string(&log)?;
+                let secs: f64 = text
+                    .split_whitespace()
+                    .filter_map(|v| v.parse::<f64>().ok())
+                    .sum();
+                #[expect(clippy::cast_precision_loss, reason = "request counts far below 2^52")]
+                let per_request = secs * 1e6 / requests as f64;
+                (stdout, Some(per_request))
+            }
+            None => (capture(Command::new(&program).args(&args))?, None),
+        };
+        Ok((tool.requests_per_second(&stdout, url)?, cpu))
+    }
+
+    /// User-space instructions per request of `tool` under callgrind: the difference between
+    /// a run of 5,000 and one of 1,000 requests, so start-up and report writing cancel out.
+    fn instructions_per_request(&self, valgrind: &Path, tool: Tool, url: &str) -> Result<f64> {
+        let mut refs = Vec::new();
+        for requests in [1_000_u64, 5_000] {
+            let (program, args) = self.invocation(tool, url, requests);
+            let out_file = self.work.join("callgrind.out");
+            let mut command = Command::new(valgrind);
+            command
+                .arg("--tool=callgrind")
+                .arg(format!("--callgrind-out-file={}", out_file.display()))
+                .arg(&program)
+                .args(&args);
+            let shown = cmd::display(&command);
+            eprintln!("$ {shown}");
+            let out = command
+                .stdin(Stdio::null())
+                .output()
+                .with_context(|| format!("could not start `{shown}`"))?;
+            if !out.status.success() {
+                bail!("`{shown}` failed ({})", out.status);
+            }
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let total: f64 = stderr
+                .lines()
+                .find_map(|l| {
+                    l.split_once("I   refs:")
+                        .map(|(_, v)| v.trim().replace(',', ""))
+                })
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("no `I refs` in callgrind output:\n{stderr}"))?;
+            refs.push(total);
         }
-        number(&report["summary"]["requestsPerSec"], "oha requestsPerSec")
+        Ok((refs[1] - refs[0]) / 4_000.0)
     }
 
     fn wrk(&self, wrk: &Path, url: &str, secs: u64) -> Result<f64> {
@@ -843,6 +985,26 @@ fn render_table(report: &Value) -> String {
             );
         }
     }
+    let _ = writeln!(
+        out,
+        "   CPU us/request (median, user+sys): ollama-loadtest {}, oha {}, bare {} (sim); \
+         user-space instructions/request (callgrind): ollama-loadtest {}, oha {}, bare {}",
+        fixed(
+            &results["throughput"]["sim"]["ollama-loadtest"]["cpu_us_per_request"]["median"],
+            1
+        ),
+        fixed(
+            &results["throughput"]["sim"]["oha"]["cpu_us_per_request"]["median"],
+            1
+        ),
+        fixed(
+            &results["throughput"]["sim"]["bare-hyper-util"]["cpu_us_per_request"]["median"],
+            1
+        ),
+        fixed(&results["instructions"]["ollama-loadtest"], 0),
+        fixed(&results["instructions"]["oha"], 0),
+        fixed(&results["instructions"]["bare-hyper-util"], 0),
+    );
     let stream = &results["streaming"];
     let _ = writeln!(
         out,
