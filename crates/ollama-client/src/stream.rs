@@ -397,15 +397,15 @@ pub(crate) fn parse_item<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, Error>
 
 /// The message of an `{"error": "..."}` or `{"error": {"message": "..."}}` payload.
 ///
-/// A cheap substring test runs first so ordinary items are parsed only once.
+/// A cheap substring test runs first so ordinary items are parsed only once. It is a SIMD
+/// search (memchr): comparing a 7-byte window at every offset cost about 4,000 instructions
+/// per 400-byte response, 5% of a load-test request (callgrind, `cargo xtask bench`).
 pub(crate) fn error_message(bytes: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Probe {
         error: Option<serde_json::Value>,
     }
-    if !bytes.windows(7).any(|w| w == b"\"error\"") {
-        return None;
-    }
+    memchr::memmem::find(bytes, b"\"error\"")?;
     let probe: Probe = serde_json::from_slice(bytes).ok()?;
     match probe.error? {
         serde_json::Value::String(s) => Some(s),
