@@ -9,10 +9,10 @@
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use metrics::{SharedString, counter, gauge, histogram};
+use metrics::{Gauge, Histogram, SharedString, counter, gauge, histogram};
 use tracing::Span;
 use tracing::field::Empty;
 
@@ -40,6 +40,9 @@ pub(crate) struct Recorder {
     next_id: AtomicU64,
     /// The client's cumulative pool wait already turned into histogram observations.
     pool_wait_seen: PoolWaitCursor,
+    /// Gauge handles, resolved on first use like the series in `series`.
+    in_flight: OnceLock<Gauge>,
+    open_connections: OnceLock<Gauge>,
 }
 
 /// The request as the call sees it before sending.
@@ -117,6 +120,8 @@ impl Recorder {
             id_prefix: rand::random(),
             next_id: AtomicU64::new(1),
             pool_wait_seen,
+            in_flight: OnceLock::new(),
+            open_connections: OnceLock::new(),
         })
     }
 
@@ -136,8 +141,12 @@ impl Recorder {
     /// last call.
     fn update_pool_figures(&self) {
         let stats = self.client.stats();
-        gauge!(IN_FLIGHT_REQUESTS).set(stats.in_flight_requests as f64);
-        gauge!(OPEN_CONNECTIONS).set(stats.open_connections as f64);
+        self.in_flight
+            .get_or_init(|| gauge!(IN_FLIGHT_REQUESTS))
+            .set(stats.in_flight_requests as f64);
+        self.open_connections
+            .get_or_init(|| gauge!(OPEN_CONNECTIONS))
+            .set(stats.open_connections as f64);
         self.pool_wait_seen.observe(&stats);
     }
 }
@@ -152,6 +161,7 @@ impl Recorder {
 struct PoolWaitCursor {
     /// (waits, total wait) already observed. Invariant: never ahead of the client's figures.
     seen: Mutex<(u64, Duration)>,
+    histogram: OnceLock<Histogram>,
 }
 
 impl PoolWaitCursor {
@@ -161,6 +171,7 @@ impl PoolWaitCursor {
         let stats = client.stats();
         Self {
             seen: Mutex::new((stats.pool_waits_total, stats.pool_wait_total)),
+            histogram: OnceLock::new(),
         }
     }
 
@@ -180,7 +191,8 @@ impl PoolWaitCursor {
             delta
         };
         let mean = total.as_secs_f64() / count as f64;
-        histogram!(POOL_WAIT_SECONDS)
+        self.histogram
+            .get_or_init(|| histogram!(POOL_WAIT_SECONDS))
             .record_many(mean, usize::try_from(count).unwrap_or(usize::MAX));
     }
 }
