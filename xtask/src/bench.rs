@@ -501,7 +501,7 @@ impl Ctx<'_> {
         Ok(json!({"concurrency_64": c64, "concurrency_1": c1}))
     }
 
-    /// 5. Peak RSS of the load tester after 100k and 1M requests.
+    /// 5. Peak RSS of the load tester (and oha, for comparison) after 100k and 1M requests.
     fn memory(&self, url: &str) -> Result<Value> {
         eprintln!("bench: [5/6] load tester memory");
         let sizes: &[u64] = if self.plan.quick {
@@ -510,10 +510,23 @@ impl Ctx<'_> {
             &[100_000, 1_000_000]
         };
         let mut out = Vec::new();
+        let mut tools = vec![Tool::Loadtest];
+        if self.peers.oha.is_some() {
+            tools.push(Tool::Oha);
+        }
         for &n in sizes {
-            let (kib, method) = self.peak_rss(&self.loadtest_args(url, n, &["--workers", "64"]))?;
-            eprintln!("bench:   {n} requests: peak RSS {kib} KiB ({method})");
-            out.push(json!({"requests": n, "peak_rss_kib": kib, "method": method}));
+            for &tool in &tools {
+                let (program, args) = self.invocation(tool, url, n);
+                let (kib, method) = self.peak_rss(&program, &args)?;
+                eprintln!(
+                    "bench:   {} {n} requests: peak RSS {kib} KiB ({method})",
+                    tool.name()
+                );
+                out.push(
+                    json!({"tool": tool.name(), "requests": n, "peak_rss_kib": kib,
+                                "method": method}),
+                );
+            }
         }
         let skipped = self.plan.quick.then_some("1M requests skipped by --quick");
         Ok(json!({"runs": out, "skipped": skipped}))
@@ -729,8 +742,8 @@ impl Ctx<'_> {
             .with_context(|| format!("no Requests/sec in wrk output:\n{out}"))
     }
 
-    /// Peak RSS (KiB) of the load tester run with `args`, and how it was measured.
-    fn peak_rss(&self, args: &[String]) -> Result<(u64, &'static str)> {
+    /// Peak RSS (KiB) of `program` run with `args`, and how it was measured.
+    fn peak_rss(&self, program: &Path, args: &[String]) -> Result<(u64, &'static str)> {
         if let Some(time) = &self.peers.time {
             let log = self.work.join("time.log");
             let mut command = Command::new(time);
@@ -738,7 +751,7 @@ impl Ctx<'_> {
                 .arg("-v")
                 .arg("-o")
                 .arg(&log)
-                .arg(&self.bins.loadtest)
+                .arg(program)
                 .args(args);
             capture(&mut command)?;
             let text = std::fs::read_to_string(&log)?;
@@ -751,8 +764,8 @@ impl Ctx<'_> {
         }
         // VmHWM is the high-water mark; read it until the process exits (the last reading
         // may miss a final spike of under 50 ms).
-        let shown = cmd::display(Command::new(&self.bins.loadtest).args(args));
-        let mut child = Command::new(&self.bins.loadtest)
+        let shown = cmd::display(Command::new(program).args(args));
+        let mut child = Command::new(program)
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -1040,11 +1053,12 @@ fn render_table(report: &Value) -> String {
             cell(&ratios["instrumented_no_events/ollama_client"]),
         );
     }
-    let _ = write!(out, "5. load tester peak RSS:");
+    let _ = write!(out, "5. peak RSS:");
     for run in results["memory"]["runs"].as_array().into_iter().flatten() {
         let _ = write!(
             out,
-            " {} requests: {} MiB;",
+            " {} {} requests: {} MiB;",
+            run["tool"].as_str().unwrap_or("?"),
             run["requests"],
             fixed(
                 &Value::from(run["peak_rss_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0),
