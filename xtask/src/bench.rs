@@ -447,13 +447,59 @@ impl Ctx<'_> {
             tools.push(Tool::Oha);
         }
         for tool in tools {
-            let per_request = self.instructions_per_request(valgrind, tool, url)?;
+            let per_request = instructions_per_request(
+                valgrind,
+                self.work,
+                |n| self.invocation(tool, url, n).0,
+                |n| self.invocation(tool, url, n).1,
+            )?;
             eprintln!(
                 "bench:   {}: {per_request:.0} instructions/request",
                 tool.name()
             );
             out.insert(tool.name().to_owned(), json!(per_request));
         }
+        // The client and telemetry overhead without timing noise: each way of sending the
+        // same request, alone in the probe process.
+        let events = self.work.join("callgrind-events.jsonl");
+        let mut variants = serde_json::Map::new();
+        for variant in [
+            "bare_hyper_util",
+            "ollama_client",
+            "instrumented",
+            "instrumented_no_events",
+        ] {
+            let args = |n: u64| {
+                [
+                    "one",
+                    "--url",
+                    url,
+                    "--variant",
+                    variant,
+                    "--requests",
+                    &n.to_string(),
+                    "--events",
+                    &events.to_string_lossy(),
+                ]
+                .map(str::to_owned)
+                .to_vec()
+            };
+            let per_request =
+                instructions_per_request(valgrind, self.work, |_| self.bins.probe.clone(), args)?;
+            eprintln!("bench:   probe {variant}: {per_request:.0} instructions/request");
+            variants.insert(variant.to_owned(), json!(per_request));
+        }
+        let ratio = |a: &str, b: &str| match (variants[a].as_f64(), variants[b].as_f64()) {
+            (Some(a), Some(b)) => json!(a / b),
+            _ => Value::Null,
+        };
+        let ratios = json!({
+            "ollama_client/bare_hyper_util": ratio("ollama_client", "bare_hyper_util"),
+            "instrumented/ollama_client": ratio("instrumented", "ollama_client"),
+            "instrumented_no_events/ollama_client": ratio("instrumented_no_events", "ollama_client"),
+        });
+        out.insert("probe_variants".into(), Value::Object(variants));
+        out.insert("probe_ratios".into(), ratios);
         Ok(Value::Object(out))
     }
 
@@ -679,42 +725,6 @@ impl Ctx<'_> {
         Ok((tool.requests_per_second(&stdout, url)?, cpu))
     }
 
-    /// User-space instructions per request of `tool` under callgrind: the difference between
-    /// a run of 5,000 and one of 1,000 requests, so start-up and report writing cancel out.
-    fn instructions_per_request(&self, valgrind: &Path, tool: Tool, url: &str) -> Result<f64> {
-        let mut refs = Vec::new();
-        for requests in [1_000_u64, 5_000] {
-            let (program, args) = self.invocation(tool, url, requests);
-            let out_file = self.work.join("callgrind.out");
-            let mut command = Command::new(valgrind);
-            command
-                .arg("--tool=callgrind")
-                .arg(format!("--callgrind-out-file={}", out_file.display()))
-                .arg(&program)
-                .args(&args);
-            let shown = cmd::display(&command);
-            eprintln!("$ {shown}");
-            let out = command
-                .stdin(Stdio::null())
-                .output()
-                .with_context(|| format!("could not start `{shown}`"))?;
-            if !out.status.success() {
-                bail!("`{shown}` failed ({})", out.status);
-            }
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let total: f64 = stderr
-                .lines()
-                .find_map(|l| {
-                    l.split_once("I   refs:")
-                        .map(|(_, v)| v.trim().replace(',', ""))
-                })
-                .and_then(|v| v.parse().ok())
-                .with_context(|| format!("no `I refs` in callgrind output:\n{stderr}"))?;
-            refs.push(total);
-        }
-        Ok((refs[1] - refs[0]) / 4_000.0)
-    }
-
     fn wrk(&self, wrk: &Path, url: &str, secs: u64) -> Result<f64> {
         let script = self.work.join("generate.lua");
         std::fs::write(
@@ -792,6 +802,46 @@ impl Ctx<'_> {
         }
         Ok((peak, "VmHWM polled every 50 ms from /proc"))
     }
+}
+
+/// User-space instructions per request under callgrind: the difference between a run of
+/// 5,000 and one of 1,000 requests, so start-up and report writing cancel out.
+fn instructions_per_request(
+    valgrind: &Path,
+    work: &Path,
+    program: impl Fn(u64) -> PathBuf,
+    args: impl Fn(u64) -> Vec<String>,
+) -> Result<f64> {
+    let mut refs = Vec::new();
+    for requests in [1_000_u64, 5_000] {
+        let out_file = work.join("callgrind.out");
+        let mut command = Command::new(valgrind);
+        command
+            .arg("--tool=callgrind")
+            .arg(format!("--callgrind-out-file={}", out_file.display()))
+            .arg(program(requests))
+            .args(args(requests));
+        let shown = cmd::display(&command);
+        eprintln!("$ {shown}");
+        let out = command
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("could not start `{shown}`"))?;
+        if !out.status.success() {
+            bail!("`{shown}` failed ({})", out.status);
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let total: f64 = stderr
+            .lines()
+            .find_map(|l| {
+                l.split_once("I   refs:")
+                    .map(|(_, v)| v.trim().replace(',', ""))
+            })
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no `I refs` in callgrind output:\n{stderr}"))?;
+        refs.push(total);
+    }
+    Ok((refs[1] - refs[0]) / 4_000.0)
 }
 
 /// Starts a private nginx (own config, prefix and logs in `work`) answering like Ollama's
@@ -1017,6 +1067,15 @@ fn render_table(report: &Value) -> String {
         fixed(&results["instructions"]["ollama-loadtest"], 0),
         fixed(&results["instructions"]["oha"], 0),
         fixed(&results["instructions"]["bare-hyper-util"], 0),
+    );
+    let probe = &results["instructions"]["probe_ratios"];
+    let _ = writeln!(
+        out,
+        "   instructions ratio (callgrind, same request): client/bare {}, instrumented/client {} \
+         (metrics only {})",
+        fixed(&probe["ollama_client/bare_hyper_util"], 3),
+        fixed(&probe["instrumented/ollama_client"], 3),
+        fixed(&probe["instrumented_no_events/ollama_client"], 3),
     );
     let stream = &results["streaming"];
     let _ = writeln!(

@@ -26,7 +26,9 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use ollama_client::{Client, GenerateRequest, GenerateResponse, StreamDecoder};
-use ollama_telemetry::{EventsConfig, InstrumentedClient, TelemetryConfig, install_exporter};
+use ollama_telemetry::{
+    EventsConfig, ExporterHandle, InstrumentedClient, TelemetryConfig, install_exporter,
+};
 use serde_json::{Value, json};
 
 /// The model every non-streamed request names (the instant sim serves it).
@@ -68,6 +70,19 @@ enum Probe {
         #[arg(long)]
         events: PathBuf,
     },
+    /// One variant of `overhead` alone (for instruction counts under callgrind): a warm-up
+    /// of 64 requests, then `requests` requests at concurrency 64.
+    One {
+        #[arg(long)]
+        url: String,
+        /// bare_hyper_util, ollama_client, instrumented or instrumented_no_events.
+        #[arg(long)]
+        variant: String,
+        #[arg(long, default_value_t = 5_000)]
+        requests: u64,
+        #[arg(long)]
+        events: PathBuf,
+    },
     /// Chunks/s of a long NDJSON stream: ollama-client versus a loop that only splits lines.
     Stream {
         #[arg(long)]
@@ -103,6 +118,12 @@ fn main() -> Result<()> {
                 per_round,
                 events,
             } => overhead_probe(&url, concurrency, rounds, per_round, events).await,
+            Probe::One {
+                url,
+                variant,
+                requests,
+                events,
+            } => one_probe(&url, &variant, requests, events).await,
             Probe::Stream { url, model, rounds } => stream_probe(&url, &model, rounds).await,
         }
     })?;
@@ -197,19 +218,18 @@ fn spread(values: &mut [f64]) -> Value {
     json!({"median": at(2), "q1": at(1), "q3": at(3), "n": values.len()})
 }
 
-async fn overhead_probe(
+/// The four ways of sending the same request, built as in production: the exporter is the
+/// global metrics recorder (without one, the instrumented client's metric calls would be
+/// no-ops and its cost would look smaller), events go to a file.
+fn variants(
     url: &str,
     concurrency: u64,
-    rounds: usize,
-    per_round: u64,
     events: PathBuf,
-) -> Result<Value> {
-    // The exporter is the global metrics recorder, as in production: without one, the
-    // instrumented client's metric calls would be no-ops and its cost would look smaller.
+) -> Result<(ExporterHandle, [(&'static str, Sender); 4])> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let _exporter = install_exporter(SocketAddr::from(([127, 0, 0, 1], port)))?;
+    let exporter = install_exporter(SocketAddr::from(([127, 0, 0, 1], port)))?;
     let build = || {
         Client::builder()
             .base_url(url)
@@ -218,7 +238,6 @@ async fn overhead_probe(
             .verify_on_init(false)
             .build()
     };
-    let client = build()?;
     let instrumented = InstrumentedClient::new(
         build()?,
         TelemetryConfig {
@@ -233,23 +252,47 @@ async fn overhead_probe(
             ..TelemetryConfig::default()
         },
     )?;
-    let bare = bare_client(concurrency);
-    let uri = format!("{url}/api/generate");
-    let body = generate_body(MODEL, false);
+    Ok((
+        exporter,
+        [
+            (
+                "bare_hyper_util",
+                Sender::Bare {
+                    bare: Box::new(bare_client(concurrency)),
+                    uri: format!("{url}/api/generate"),
+                    body: generate_body(MODEL, false),
+                },
+            ),
+            ("ollama_client", Sender::Client(build()?)),
+            ("instrumented", Sender::Instrumented(instrumented)),
+            ("instrumented_no_events", Sender::Instrumented(metrics_only)),
+        ],
+    ))
+}
 
-    let variants = [
-        (
-            "bare_hyper_util",
-            Sender::Bare {
-                bare: Box::new(bare),
-                uri,
-                body,
-            },
-        ),
-        ("ollama_client", Sender::Client(client)),
-        ("instrumented", Sender::Instrumented(instrumented)),
-        ("instrumented_no_events", Sender::Instrumented(metrics_only)),
-    ];
+async fn one_probe(url: &str, variant: &str, requests: u64, events: PathBuf) -> Result<Value> {
+    let (_exporter, variants) = variants(url, 64, events)?;
+    let Some((_, sender)) = variants.into_iter().find(|(name, _)| *name == variant) else {
+        bail!("unknown variant `{variant}`");
+    };
+    let send = move || {
+        let sender = sender.clone();
+        async move { sender.send().await }
+    };
+    closed_loop(64, 64, send.clone()).await?;
+    let elapsed = closed_loop(64, requests, send).await?;
+    Ok(json!({"variant": variant, "requests": requests,
+              "requests_per_second": per_second(requests, elapsed)}))
+}
+
+async fn overhead_probe(
+    url: &str,
+    concurrency: u64,
+    rounds: usize,
+    per_round: u64,
+    events: PathBuf,
+) -> Result<Value> {
+    let (_exporter, variants) = variants(url, concurrency, events)?;
     let run = |sender: &Sender, n: u64| {
         let sender = sender.clone();
         closed_loop(concurrency, n, move || {
