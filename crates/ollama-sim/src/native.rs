@@ -31,6 +31,12 @@ fn json_ok(bytes: Vec<u8>) -> Response<SimBody> {
     wire::response(StatusCode::OK, wire::JSON_UTF8, SimBody::full(bytes))
 }
 
+/// One NDJSON line: `v` (a whole JSON value) and its closing newline.
+fn ndjson(mut v: Vec<u8>) -> Bytes {
+    v.push(b'\n');
+    Bytes::from(v)
+}
+
 // ---------------------------------------------------------------------------------------
 // Shared request pieces.
 
@@ -542,11 +548,7 @@ pub(crate) async fn pull(ctx: Ctx, body: &[u8]) -> Answer {
             SimBody::full(&b"{\"status\":\"success\"}"[..]),
         ));
     }
-    let line = |p: &Progress<'_>| {
-        let mut v = wire::to_json(p);
-        v.push(b'\n');
-        Bytes::from(v)
-    };
+    let line = |p: &Progress<'_>| ndjson(wire::to_json(p));
     let mut lines = vec![line(&Progress {
         status: "pulling manifest",
         digest: None,
@@ -560,9 +562,8 @@ pub(crate) async fn pull(ctx: Ctx, body: &[u8]) -> Answer {
     tokio::spawn(async move {
         use crate::body::Piece;
         let Some(spec) = registry_spec else {
-            let mut e = wire::error_json("pull model manifest: file does not exist");
-            e.push(b'\n');
-            let _ = tx.send(Piece::Data(Bytes::from(e))).await;
+            let e = ndjson(wire::error_json("pull model manifest: file does not exist"));
+            let _ = tx.send(Piece::Data(e)).await;
             return;
         };
         let digest = crate::models::digest_of(&spec);
@@ -685,20 +686,18 @@ struct GenFormat {
 
 impl Format for GenFormat {
     fn token(&mut self, text: &str) -> Bytes {
-        let mut v = gen_line(&self.model, text, "", None, None, Metrics::default());
-        v.push(b'\n');
-        Bytes::from(v)
+        let line = gen_line(&self.model, text, "", None, None, Metrics::default());
+        ndjson(line)
     }
 
     fn thinking(&mut self, text: &str) -> Option<Bytes> {
-        let mut v = gen_line(&self.model, "", text, None, None, Metrics::default());
-        v.push(b'\n');
-        Some(Bytes::from(v))
+        let line = gen_line(&self.model, "", text, None, None, Metrics::default());
+        Some(ndjson(line))
     }
 
     fn finish(&mut self, plan: &Plan, fin: &Final) -> Vec<Bytes> {
         let ctx = self.context.map(|h| plan.context(h));
-        let mut v = gen_line(
+        let line = gen_line(
             &self.model,
             "",
             "",
@@ -706,14 +705,11 @@ impl Format for GenFormat {
             ctx.as_deref(),
             fin.metrics,
         );
-        v.push(b'\n');
-        vec![Bytes::from(v)]
+        vec![ndjson(line)]
     }
 
     fn error(&mut self, message: &str) -> Bytes {
-        let mut v = wire::error_json(message);
-        v.push(b'\n');
-        Bytes::from(v)
+        ndjson(wire::error_json(message))
     }
 
     fn malformed(&mut self) -> Bytes {
@@ -940,27 +936,22 @@ struct ChatFormat {
 
 impl Format for ChatFormat {
     fn token(&mut self, text: &str) -> Bytes {
-        let mut v = chat_line(&self.model, text, "", None, Metrics::default());
-        v.push(b'\n');
-        Bytes::from(v)
+        let line = chat_line(&self.model, text, "", None, Metrics::default());
+        ndjson(line)
     }
 
     fn thinking(&mut self, text: &str) -> Option<Bytes> {
-        let mut v = chat_line(&self.model, "", text, None, Metrics::default());
-        v.push(b'\n');
-        Some(Bytes::from(v))
+        let line = chat_line(&self.model, "", text, None, Metrics::default());
+        Some(ndjson(line))
     }
 
     fn finish(&mut self, _plan: &Plan, fin: &Final) -> Vec<Bytes> {
-        let mut v = chat_line(&self.model, "", "", Some(fin.done_reason), fin.metrics);
-        v.push(b'\n');
-        vec![Bytes::from(v)]
+        let line = chat_line(&self.model, "", "", Some(fin.done_reason), fin.metrics);
+        vec![ndjson(line)]
     }
 
     fn error(&mut self, message: &str) -> Bytes {
-        let mut v = wire::error_json(message);
-        v.push(b'\n');
-        Bytes::from(v)
+        ndjson(wire::error_json(message))
     }
 
     fn malformed(&mut self) -> Bytes {
