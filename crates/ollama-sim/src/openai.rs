@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::body::{ResetConnection, SimBody};
 use crate::config::Capability;
-use crate::engine::{Final, Format};
+use crate::engine::{Final, Format, Job, StreamFault};
 use crate::models::LocalModel;
 use crate::native::{self, ChatInput, GenInput, Opts, whole_with_fault};
 use crate::router::Ctx;
@@ -59,6 +59,16 @@ fn sse(v: &[u8]) -> Bytes {
     out.extend_from_slice(v);
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
+}
+
+/// Streams `job` as SSE events. An `error` fault set for the first chunk answers a plain
+/// 500 in OpenAI's error shape instead, before any event is sent.
+async fn stream_sse(ctx: &Ctx, job: Job, format: impl Format) -> Answer {
+    if let Some(StreamFault::Error(0, message)) = &ctx.fault {
+        return Ok(err(StatusCode::INTERNAL_SERVER_ERROR, message));
+    }
+    job.stream(format, ctx.fault.clone(), ctx.conn.clone(), wire::SSE)
+        .await
 }
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
@@ -387,9 +397,6 @@ pub(crate) async fn chat(ctx: Ctx, body: &[u8]) -> Answer {
     let id = format!("chatcmpl-{}", short_id(&ctx));
     let created = unix(SystemTime::now());
     if req.stream {
-        if let Some(crate::engine::StreamFault::Error(0, message)) = &ctx.fault {
-            return Ok(err(StatusCode::INTERNAL_SERVER_ERROR, message));
-        }
         let format = ChatSse {
             id,
             model: req.model.clone(),
@@ -397,9 +404,7 @@ pub(crate) async fn chat(ctx: Ctx, body: &[u8]) -> Answer {
             first: true,
             include_usage: req.stream_options.unwrap_or_default().include_usage,
         };
-        return job
-            .stream(format, ctx.fault.clone(), ctx.conn.clone(), wire::SSE)
-            .await;
+        return stream_sse(&ctx, job, format).await;
     }
     let plan = job.plan;
     let (thinking, text, fin) = job.run_whole().await;
@@ -585,18 +590,13 @@ pub(crate) async fn completions(ctx: Ctx, body: &[u8]) -> Answer {
     let id = format!("cmpl-{}", short_id(&ctx));
     let created = unix(SystemTime::now());
     if req.stream {
-        if let Some(crate::engine::StreamFault::Error(0, message)) = &ctx.fault {
-            return Ok(err(StatusCode::INTERNAL_SERVER_ERROR, message));
-        }
         let format = CompletionSse {
             id,
             model: req.model.clone(),
             created,
             include_usage: req.stream_options.unwrap_or_default().include_usage,
         };
-        return job
-            .stream(format, ctx.fault.clone(), ctx.conn.clone(), wire::SSE)
-            .await;
+        return stream_sse(&ctx, job, format).await;
     }
     let plan = job.plan;
     let (_thinking, text, fin) = job.run_whole().await;
