@@ -59,6 +59,19 @@ impl Client {
         Ok(self.runtime.block_on(f))
     }
 
+    /// Runs `f`, which opens a stream, and wraps that stream for blocking iteration.
+    fn run_stream<T, F>(&self, f: F) -> Result<ResponseStream<T>, Error>
+    where
+        F: Future<Output = Result<crate::ResponseStream<T>, Error>>,
+    {
+        let inner = self.run(f)??;
+        Ok(ResponseStream {
+            inner,
+            client: self.clone(),
+            failed: false,
+        })
+    }
+
     /// The async client inside (shares limits and counters with this one).
     pub fn as_async(&self) -> &crate::Client {
         &self.inner
@@ -84,12 +97,7 @@ impl Client {
         &self,
         req: GenerateRequest,
     ) -> Result<ResponseStream<GenerateResponse>, Error> {
-        let s = self.run(self.inner.generate_stream(req))??;
-        Ok(ResponseStream {
-            inner: s,
-            client: self.clone(),
-            failed: false,
-        })
+        self.run_stream(self.inner.generate_stream(req))
     }
 
     /// See [`crate::Client::chat`].
@@ -99,12 +107,7 @@ impl Client {
 
     /// See [`crate::Client::chat_stream`].
     pub fn chat_stream(&self, req: ChatRequest) -> Result<ResponseStream<ChatResponse>, Error> {
-        let s = self.run(self.inner.chat_stream(req))??;
-        Ok(ResponseStream {
-            inner: s,
-            client: self.clone(),
-            failed: false,
-        })
+        self.run_stream(self.inner.chat_stream(req))
     }
 
     /// See [`crate::Client::embed`].
@@ -139,12 +142,7 @@ impl Client {
 
     /// See [`crate::Client::pull`].
     pub fn pull(&self, req: PullRequest) -> Result<ResponseStream<ProgressResponse>, Error> {
-        let s = self.run(self.inner.pull(req))??;
-        Ok(ResponseStream {
-            inner: s,
-            client: self.clone(),
-            failed: false,
-        })
+        self.run_stream(self.inner.pull(req))
     }
 
     /// See [`crate::Client::copy`].
@@ -177,12 +175,7 @@ impl Client {
         &self,
         req: ChatCompletionRequest,
     ) -> Result<ResponseStream<ChatCompletionChunk>, Error> {
-        let s = self.run(self.inner.openai_chat_stream(req))??;
-        Ok(ResponseStream {
-            inner: s,
-            client: self.clone(),
-            failed: false,
-        })
+        self.run_stream(self.inner.openai_chat_stream(req))
     }
 }
 
