@@ -237,57 +237,51 @@ impl ChatSse {
             usage,
         }))
     }
+
+    /// A chunk with the single choice 0 and no usage.
+    fn choice(&self, delta: Delta<'_>, finish_reason: Option<&str>) -> Bytes {
+        let choice = ChunkChoice {
+            index: 0,
+            delta,
+            finish_reason,
+        };
+        self.chunk(vec![choice], None)
+    }
+
+    /// `assistant` on the first chunk of the stream, `None` after it.
+    fn role(&mut self) -> Option<&'static str> {
+        let role = self.first.then_some("assistant");
+        self.first = false;
+        role
+    }
 }
 
 impl Format for ChatSse {
     fn thinking(&mut self, text: &str) -> Option<Bytes> {
-        let role = self.first.then_some("assistant");
-        self.first = false;
-        Some(self.chunk(
-            vec![ChunkChoice {
-                index: 0,
-                delta: Delta {
-                    role,
-                    content: None,
-                    reasoning: Some(text),
-                },
-                finish_reason: None,
-            }],
-            None,
-        ))
+        let delta = Delta {
+            role: self.role(),
+            content: None,
+            reasoning: Some(text),
+        };
+        Some(self.choice(delta, None))
     }
 
     fn token(&mut self, text: &str) -> Bytes {
-        let role = self.first.then_some("assistant");
-        self.first = false;
-        self.chunk(
-            vec![ChunkChoice {
-                index: 0,
-                delta: Delta {
-                    role,
-                    content: Some(text),
-                    reasoning: None,
-                },
-                finish_reason: None,
-            }],
-            None,
-        )
+        let delta = Delta {
+            role: self.role(),
+            content: Some(text),
+            reasoning: None,
+        };
+        self.choice(delta, None)
     }
 
     fn finish(&mut self, plan: &Plan, fin: &Final) -> Vec<Bytes> {
-        let role = self.first.then_some("assistant");
-        let mut out = vec![self.chunk(
-            vec![ChunkChoice {
-                index: 0,
-                delta: Delta {
-                    role,
-                    content: None,
-                    reasoning: None,
-                },
-                finish_reason: Some(fin.done_reason),
-            }],
-            None,
-        )];
+        let delta = Delta {
+            role: self.first.then_some("assistant"),
+            content: None,
+            reasoning: None,
+        };
+        let mut out = vec![self.choice(delta, Some(fin.done_reason))];
         if self.include_usage {
             out.push(self.chunk(Vec::new(), Some(Usage::of(plan))));
         }
@@ -298,18 +292,12 @@ impl Format for ChatSse {
     /// Ollama's ChatWriter turns a mid-stream error into an empty chunk and stops:
     /// no error text, no finish chunk, no `[DONE]`.
     fn error(&mut self, _message: &str) -> Bytes {
-        self.chunk(
-            vec![ChunkChoice {
-                index: 0,
-                delta: Delta {
-                    role: None,
-                    content: None,
-                    reasoning: None,
-                },
-                finish_reason: None,
-            }],
-            None,
-        )
+        let delta = Delta {
+            role: None,
+            content: None,
+            reasoning: None,
+        };
+        self.choice(delta, None)
     }
 
     fn malformed(&mut self) -> Bytes {
