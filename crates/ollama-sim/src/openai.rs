@@ -471,6 +471,16 @@ impl CompletionSse {
         }))
     }
 
+    /// A chunk with the single choice 0.
+    fn choice(&self, text: &str, finish_reason: Option<&str>, usage: Option<Usage>) -> Bytes {
+        let choice = TextChoice {
+            text,
+            index: 0,
+            finish_reason,
+        };
+        self.chunk(vec![choice], usage)
+    }
+
     /// With `include_usage`, every chunk carries a zero usage object (Ollama quirk).
     fn zero_usage(&self) -> Option<Usage> {
         self.include_usage.then_some(Usage {
@@ -488,25 +498,11 @@ impl Format for CompletionSse {
     }
 
     fn token(&mut self, text: &str) -> Bytes {
-        self.chunk(
-            vec![TextChoice {
-                text,
-                index: 0,
-                finish_reason: None,
-            }],
-            self.zero_usage(),
-        )
+        self.choice(text, None, self.zero_usage())
     }
 
     fn finish(&mut self, plan: &Plan, fin: &Final) -> Vec<Bytes> {
-        let mut out = vec![self.chunk(
-            vec![TextChoice {
-                text: "",
-                index: 0,
-                finish_reason: Some(fin.done_reason),
-            }],
-            self.zero_usage(),
-        )];
+        let mut out = vec![self.choice("", Some(fin.done_reason), self.zero_usage())];
         if self.include_usage {
             out.push(self.chunk(Vec::new(), Some(Usage::of(plan))));
         }
@@ -515,14 +511,7 @@ impl Format for CompletionSse {
     }
 
     fn error(&mut self, _message: &str) -> Bytes {
-        self.chunk(
-            vec![TextChoice {
-                text: "",
-                index: 0,
-                finish_reason: None,
-            }],
-            None,
-        )
+        self.choice("", None, None)
     }
 
     fn malformed(&mut self) -> Bytes {
