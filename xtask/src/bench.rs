@@ -87,6 +87,9 @@ impl Plan {
 struct Background {
     name: &'static str,
     child: Child,
+    /// A graceful stop (nginx's master must stop its workers itself: killing the master
+    /// alone would leave them running, orphaned).
+    stop: Option<Command>,
 }
 
 impl Background {
@@ -100,7 +103,11 @@ impl Background {
             .stderr(file)
             .spawn()
             .with_context(|| format!("could not start {name}"))?;
-        Ok(Self { name, child })
+        Ok(Self {
+            name,
+            child,
+            stop: None,
+        })
     }
 
     /// Waits until `url` answers `GET /`, failing early if the process exits.
@@ -124,6 +131,16 @@ impl Background {
 
 impl Drop for Background {
     fn drop(&mut self) {
+        if let Some(stop) = &mut self.stop {
+            let _ = stop.stdout(Stdio::null()).stderr(Stdio::null()).status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -884,12 +901,19 @@ fn start_nginx(nginx: &Path, work: &Path) -> Result<(Background, String)> {
     let mut prefix = dir.clone().into_os_string();
     prefix.push("/");
     let mut command = Command::new(nginx);
-    command.arg("-p").arg(prefix).arg("-c").arg(&conf_path);
+    command.arg("-p").arg(&prefix).arg("-c").arg(&conf_path);
     // -e (the error log used before the config is read) exists from nginx 1.19.5 on.
     if capture_any(Command::new(nginx).arg("-h")).contains("-e filename") {
         command.arg("-e").arg(dir.join("error.log"));
     }
     let mut server = Background::spawn("nginx", &mut command, &log)?;
+    let mut stop = Command::new(nginx);
+    stop.arg("-p")
+        .arg(&prefix)
+        .arg("-c")
+        .arg(&conf_path)
+        .args(["-s", "stop"]);
+    server.stop = Some(stop);
     let url = format!("http://{addr}");
     server.wait_ready(&http::Url::parse(&url)?, &log)?;
     Ok((server, url))
