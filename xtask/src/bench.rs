@@ -1170,3 +1170,37 @@ fn render_table(report: &Value) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_stamps_are_civil_dates() {
+        assert_eq!(utc_stamp(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let leap_day = UNIX_EPOCH + Duration::from_secs(1_709_164_800 + 3_723);
+        assert_eq!(utc_stamp(leap_day), "2024-02-29T01:02:03Z");
+    }
+
+    #[test]
+    fn medians_of_odd_and_even_rounds() {
+        let odd = summarize(&[3.0, 1.0, 2.0]);
+        assert_eq!(odd["median"], json!(2.0));
+        assert_eq!(
+            (odd["min"].clone(), odd["max"].clone()),
+            (json!(1.0), json!(3.0))
+        );
+        assert_eq!(summarize(&[4.0, 1.0, 2.0, 3.0])["median"], json!(2.5));
+        assert!(summarize(&[])["median"].is_null());
+    }
+
+    #[test]
+    fn arguments_are_checked() {
+        let args = |list: &[&str]| list.iter().map(OsString::from).collect::<Vec<_>>();
+        let quick = Plan::parse(&args(&["--quick", "--rounds", "2"])).map(|p| (p.quick, p.rounds));
+        assert_eq!(quick.ok(), Some((true, 2)));
+        assert!(Plan::parse(&args(&["--rounds", "0"])).is_err());
+        assert!(Plan::parse(&args(&["--rounds", "x"])).is_err());
+        assert!(Plan::parse(&args(&["--fast"])).is_err());
+    }
+}
