@@ -50,6 +50,22 @@ async fn drain_generate(c: &Client) -> Result<(usize, Option<ErrorKind>), ErrorK
     Ok((n, None))
 }
 
+/// Reads an OpenAI chat stream to its end; returns its last item, reduced to ok or error kind.
+async fn last_openai_item(c: &Client) -> Option<Result<(), ErrorKind>> {
+    let mut s = c
+        .openai_chat_stream(ChatCompletionRequest::new(
+            MODEL,
+            vec![ChatMessage::user("x")],
+        ))
+        .await
+        .unwrap();
+    let mut last = None;
+    while let Some(item) = s.next().await {
+        last = Some(item.map(|_| ()).map_err(|e| e.kind()));
+    }
+    last
+}
+
 fn status(code: u16, message: Option<&str>) -> FaultRule {
     FaultRule::new(FaultKind::Status {
         status: code,
@@ -225,18 +241,7 @@ async fn error_mid_sse_stream_ends_without_done_and_is_truncated() {
     .await;
     let c = builder(&sim).build().unwrap();
     within(LIMIT, async {
-        let mut s = c
-            .openai_chat_stream(ChatCompletionRequest::new(
-                MODEL,
-                vec![ChatMessage::user("x")],
-            ))
-            .await
-            .unwrap();
-        let mut last = None;
-        while let Some(item) = s.next().await {
-            last = Some(item.map(|_| ()).map_err(|e| e.kind()));
-        }
-        assert_eq!(last, Some(Err(ErrorKind::Truncated)));
+        assert_eq!(last_openai_item(&c).await, Some(Err(ErrorKind::Truncated)));
     })
     .await;
 }
@@ -255,18 +260,7 @@ async fn malformed_line_is_decode() {
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
-        let mut s = c
-            .openai_chat_stream(ChatCompletionRequest::new(
-                MODEL,
-                vec![ChatMessage::user("x")],
-            ))
-            .await
-            .unwrap();
-        let mut last = None;
-        while let Some(item) = s.next().await {
-            last = Some(item.map(|_| ()).map_err(|e| e.kind()));
-        }
-        assert_eq!(last, Some(Err(ErrorKind::Decode)));
+        assert_eq!(last_openai_item(&c).await, Some(Err(ErrorKind::Decode)));
     })
     .await;
 }
