@@ -22,7 +22,7 @@ use tracing::{Instrument, Span};
 use crate::config::TelemetryConfig;
 use crate::error::TelemetryError;
 use crate::event_log::EventLog;
-use crate::record::{Recorder, RequestInfo, ServerReport, Tracker};
+use crate::record::{Recorder, RequestInfo, ServerReport, Tracker, done_reason};
 use crate::series::Endpoint;
 use crate::stream::{
     InstrumentedStream, Observer, native_report, observe_chat, observe_generate, observe_openai,
@@ -181,7 +181,7 @@ impl InstrumentedClient {
 
     /// `GET /api/tags`.
     pub async fn list_models(&self) -> Result<ListResponse, Error> {
-        let info = bare_info(op("list_models", Endpoint::Tags, false));
+        let info = self.bare_info(op("list_models", Endpoint::Tags, false));
         self.unary(info, self.inner().list_models(), |_| {
             ServerReport::default()
         })
@@ -190,7 +190,7 @@ impl InstrumentedClient {
 
     /// `GET /api/ps`.
     pub async fn ps(&self) -> Result<PsResponse, Error> {
-        let info = bare_info(op("ps", Endpoint::Ps, false));
+        let info = self.bare_info(op("ps", Endpoint::Ps, false));
         self.unary(info, self.inner().ps(), |_| ServerReport::default())
             .await
     }
@@ -205,7 +205,7 @@ impl InstrumentedClient {
 
     /// `GET /api/version`.
     pub async fn version(&self) -> Result<String, Error> {
-        let info = bare_info(op("version", Endpoint::Version, false));
+        let info = self.bare_info(op("version", Endpoint::Version, false));
         self.unary(info, self.inner().version(), |_| ServerReport::default())
             .await
     }
@@ -240,14 +240,14 @@ impl InstrumentedClient {
 
     /// `HEAD /`.
     pub async fn health(&self) -> Result<(), Error> {
-        let info = bare_info(op("health", Endpoint::Root, false));
+        let info = self.bare_info(op("health", Endpoint::Root, false));
         self.unary(info, self.inner().health(), |()| ServerReport::default())
             .await
     }
 
     /// `HEAD /` with the client's retries; recorded as one request.
     pub async fn verify(&self) -> Result<(), Error> {
-        let info = bare_info(op("verify", Endpoint::Root, false));
+        let info = self.bare_info(op("verify", Endpoint::Root, false));
         self.unary(info, self.inner().verify(), |()| ServerReport::default())
             .await
     }
@@ -259,7 +259,10 @@ impl InstrumentedClient {
         self.unary(info, client.openai_chat(req), |r| ServerReport {
             prompt_eval_count: r.usage.as_ref().map(|u| u.prompt_tokens),
             eval_count: r.usage.as_ref().map(|u| u.completion_tokens),
-            done_reason: r.choices.first().and_then(|c| c.finish_reason.clone()),
+            done_reason: r
+                .choices
+                .first()
+                .and_then(|c| c.finish_reason.as_deref().map(done_reason)),
             ..ServerReport::default()
         })
         .await
@@ -317,11 +320,30 @@ impl InstrumentedClient {
 
     /// The model the request will use: its own, or the client's default when empty (as
     /// the client resolves it).
-    fn model(&self, model: &str) -> Option<String> {
+    fn model<'a>(&'a self, model: &'a str) -> Option<&'a str> {
         if model.is_empty() {
-            self.config().default_model.clone()
+            self.config().default_model.as_deref()
         } else {
-            Some(model.to_owned())
+            Some(model)
+        }
+    }
+
+    /// The request of an operation that names no model and sends no prompt.
+    fn bare_info(&self, op: Operation) -> RequestInfo {
+        self.model_info(op, None)
+    }
+
+    fn model_info(&self, op: Operation, model: Option<&str>) -> RequestInfo {
+        let (series, model) = self.recorder.model(model);
+        RequestInfo {
+            operation: op.name,
+            endpoint: op.endpoint,
+            series,
+            model,
+            stream: op.stream,
+            prompt_chars: None,
+            prompt: None,
+            options: None,
         }
     }
 
@@ -332,8 +354,7 @@ impl InstrumentedClient {
         prompt: Option<&str>,
         options: Option<&Options>,
     ) -> RequestInfo {
-        let mut info = bare_info(op);
-        info.model = self.model(model);
+        let mut info = self.model_info(op, self.model(model));
         if let Some(prompt) = prompt {
             self.set_prompt(&mut info, &[prompt]);
         }
@@ -389,19 +410,6 @@ async fn in_span<T>(span: &Span, call: impl Future<Output = T>) -> T {
         call.await
     } else {
         call.instrument(span.clone()).await
-    }
-}
-
-/// The request of an operation that names no model and sends no prompt.
-fn bare_info(op: Operation) -> RequestInfo {
-    RequestInfo {
-        operation: op.name,
-        endpoint: op.endpoint,
-        model: None,
-        stream: op.stream,
-        prompt_chars: None,
-        prompt: None,
-        options: None,
     }
 }
 

@@ -10,6 +10,8 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
+use crate::line::EventFields;
+
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -99,4 +101,40 @@ pub struct RequestEvent {
     /// On error: the HTTP status, when the server answered with one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
+}
+
+impl RequestEvent {
+    /// The event's values for the JSONL line writer.
+    pub(crate) fn fields(&self) -> EventFields<'_> {
+        EventFields {
+            event: &self.event,
+            timestamp: &self.timestamp,
+            request_id: &self.request_id,
+            client_type: &self.client_type,
+            operation: &self.operation,
+            endpoint: &self.endpoint,
+            model: self.model.as_deref(),
+            stream: self.stream,
+            status: &self.status,
+            outcome: self.outcome,
+            latency_ms: self.latency_ms,
+            ttft_ms: self.ttft_ms,
+            total_duration_ms: self.total_duration_ms,
+            model_load_ms: self.model_load_ms,
+            model_warm_start: self.model_warm_start,
+            prompt_eval_ms: self.prompt_eval_ms,
+            eval_ms: self.eval_ms,
+            queue_wait_ms: self.queue_wait_ms,
+            prompt_chars: self.prompt_chars,
+            prompt_eval_count: self.prompt_eval_count,
+            generation_eval_count: self.generation_eval_count,
+            tokens_per_second: self.tokens_per_second,
+            done_reason: self.done_reason.as_deref(),
+            options: self.options.as_ref(),
+            prompt: self.prompt.as_deref(),
+            error_type: self.error_type.as_deref(),
+            error_message: self.error_message.as_deref(),
+            http_status: self.http_status,
+        }
+    }
 }

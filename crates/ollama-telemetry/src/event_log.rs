@@ -20,6 +20,7 @@ use std::time::Duration;
 use crate::catalog::{EVENT_WRITE_ERRORS_TOTAL, EVENTS_DROPPED_TOTAL};
 use crate::error::TelemetryError;
 use crate::event::RequestEvent;
+use crate::record::{EventFormat, FinishedRequest};
 
 /// Default number of events the queue holds before new ones are dropped.
 pub const DEFAULT_EVENT_QUEUE_CAPACITY: usize = 16_384;
@@ -54,7 +55,10 @@ pub struct EventLogStats {
 }
 
 enum Message {
+    /// An event built by a caller.
     Event(Box<RequestEvent>),
+    /// A request finished by an `InstrumentedClient`, formatted by the writer.
+    Finished(Box<FinishedRequest>),
     /// Write out everything queued before this message, then answer.
     Flush(SyncSender<()>),
     /// Write out everything queued before this message, then stop.
@@ -126,7 +130,16 @@ impl EventLog {
     /// Queues `event` without blocking. Returns `false` (and counts a drop) when the queue
     /// is full or the writer has stopped.
     pub fn record(&self, event: RequestEvent) -> bool {
-        match self.shared.tx.try_send(Message::Event(Box::new(event))) {
+        self.send(Message::Event(Box::new(event)))
+    }
+
+    /// Queues a request finished by an `InstrumentedClient`, like [`EventLog::record`].
+    pub(crate) fn record_finished(&self, finished: Box<FinishedRequest>) -> bool {
+        self.send(Message::Finished(finished))
+    }
+
+    fn send(&self, message: Message) -> bool {
+        match self.shared.tx.try_send(message) {
             Ok(()) => {
                 self.shared.counters.queued.fetch_add(1, Ordering::Relaxed);
                 true
@@ -202,9 +215,19 @@ impl Drop for Shared {
 fn run_writer<W: Write>(rx: &Receiver<Message>, sink: W, counters: &Counters) {
     let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, sink);
     let mut line = Vec::with_capacity(1024);
+    let mut format = EventFormat::new();
     let mut handle = |message: Message, out: &mut BufWriter<W>| -> bool {
         match message {
-            Message::Event(event) => write_event(out, &mut line, &event, counters),
+            Message::Event(event) => {
+                line.clear();
+                let written = event.fields().write(&mut line);
+                write_line(out, &mut line, written, counters);
+            }
+            Message::Finished(finished) => {
+                line.clear();
+                let written = finished.write(&mut line, &mut format);
+                write_line(out, &mut line, written, counters);
+            }
             Message::Flush(ack) => {
                 flush_sink(out, counters);
                 // The caller may have given up waiting; then nobody needs the answer.
@@ -256,20 +279,18 @@ fn run_writer<W: Write>(rx: &Receiver<Message>, sink: W, counters: &Counters) {
     flush_sink(&mut out, counters);
 }
 
-/// Serializes into `line` first, so the sink only ever receives whole lines.
-fn write_event<W: Write>(
+/// Ends the line serialised into `line` and hands it to the sink's buffer: events are
+/// serialised apart first, so the sink only ever receives whole lines.
+fn write_line<W: Write>(
     out: &mut BufWriter<W>,
     line: &mut Vec<u8>,
-    event: &RequestEvent,
+    serialised: std::io::Result<()>,
     counters: &Counters,
 ) {
-    line.clear();
-    let written = serde_json::to_writer(&mut *line, event)
-        .map_err(std::io::Error::from)
-        .and_then(|()| {
-            line.push(b'\n');
-            out.write_all(line)
-        });
+    let written = serialised.and_then(|()| {
+        line.push(b'\n');
+        out.write_all(line)
+    });
     match written {
         Ok(()) => {
             counters.written.fetch_add(1, Ordering::Relaxed);

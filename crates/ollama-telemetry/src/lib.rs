@@ -19,6 +19,7 @@ mod error;
 mod event;
 mod event_log;
 mod exporter;
+mod line;
 mod record;
 mod series;
 mod stream;

@@ -8,9 +8,11 @@
 //! event per request" hold whatever the caller does.
 
 use std::borrow::Cow;
+use std::fmt;
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use metrics::{Gauge, Histogram, SharedString, counter, gauge, histogram};
 use tracing::Span;
@@ -22,15 +24,17 @@ use crate::catalog::{
 };
 use crate::config::{EventsConfig, TelemetryConfig};
 use crate::error::TelemetryError;
-use crate::event::{Outcome, RequestEvent};
+use crate::event::Outcome;
 use crate::event_log::EventLog;
+use crate::line::{EventFields, TimestampFormat, push_decimal};
 use crate::series::{Endpoint, ModelRegistry, ModelSeries};
 
 /// What one [`InstrumentedClient`](crate::InstrumentedClient) shares with its requests.
 pub(crate) struct Recorder {
     client: ollama_client::Client,
     events: Option<EventLog>,
-    client_type: String,
+    /// What every event of this client carries: `client_type` and the request id prefix.
+    source: Arc<EventSource>,
     log_prompts: bool,
     warm_start_threshold: Duration,
     models: ModelRegistry,
@@ -49,7 +53,10 @@ pub(crate) struct Recorder {
 pub(crate) struct RequestInfo {
     pub(crate) operation: &'static str,
     pub(crate) endpoint: Endpoint,
-    pub(crate) model: Option<String>,
+    /// The series of the request's model (its `model` label).
+    pub(crate) series: Arc<ModelSeries>,
+    /// The model's name for the event.
+    pub(crate) model: EventModel,
     pub(crate) stream: bool,
     pub(crate) prompt_chars: Option<u64>,
     /// Set only when the caller opted in to prompt logging.
@@ -66,7 +73,140 @@ pub(crate) struct ServerReport {
     pub(crate) prompt_eval: Option<Duration>,
     pub(crate) eval_count: Option<u64>,
     pub(crate) eval: Option<Duration>,
-    pub(crate) done_reason: Option<String>,
+    pub(crate) done_reason: Option<Cow<'static, str>>,
+}
+
+/// The model name an event carries, without copying it when the series label holds it.
+pub(crate) enum EventModel {
+    /// The call names no model.
+    None,
+    /// The name is the series' label (every name admitted under the label limit).
+    Label,
+    /// A name beyond the label limit (its series is the overflow's).
+    Owned(Box<str>),
+}
+
+/// A client's part of its events, shared by all of them.
+pub(crate) struct EventSource {
+    client_type: Box<str>,
+    /// `<8 hex>-`: the request id up to its counter.
+    id_prefix: String,
+}
+
+/// A request id, `<8 hex prefix>-<counter>`, formatted only when something shows it.
+pub(crate) struct RequestId {
+    prefix: u32,
+    number: u64,
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:08x}-{}", self.prefix, self.number)
+    }
+}
+
+/// A finished request as the request path hands it to the event writer: the event's
+/// values, unformatted. The timestamp, the request id, milliseconds and the JSON are
+/// formatted on the writer thread, off the request path.
+pub(crate) struct FinishedRequest {
+    source: Arc<EventSource>,
+    number: u64,
+    finished_at: SystemTime,
+    operation: &'static str,
+    endpoint: Endpoint,
+    series: Arc<ModelSeries>,
+    model: EventModel,
+    stream: bool,
+    outcome: Outcome,
+    latency: Duration,
+    ttft: Option<Duration>,
+    report: ServerReport,
+    model_warm_start: Option<bool>,
+    queue_wait: Option<Duration>,
+    prompt_chars: Option<u64>,
+    tokens_per_second: Option<f64>,
+    options: Option<serde_json::Value>,
+    prompt: Option<String>,
+    failure: Option<Failure>,
+}
+
+/// The writer thread's reused formatting state.
+pub(crate) struct EventFormat {
+    timestamps: TimestampFormat,
+    request_id: String,
+}
+
+impl EventFormat {
+    pub(crate) fn new() -> Self {
+        Self {
+            timestamps: TimestampFormat::new(),
+            request_id: String::with_capacity(32),
+        }
+    }
+}
+
+impl FinishedRequest {
+    /// Appends the event's JSON object to `out`: the same bytes as serialising the
+    /// `RequestEvent` the tracker used to build.
+    pub(crate) fn write(&self, out: &mut Vec<u8>, format: &mut EventFormat) -> io::Result<()> {
+        let EventFormat {
+            timestamps,
+            request_id,
+        } = format;
+        request_id.clear();
+        request_id.push_str(&self.source.id_prefix);
+        push_decimal(request_id, self.number);
+        let r = &self.report;
+        let failure = self.failure.as_ref();
+        EventFields {
+            event: "ollama_request",
+            timestamp: timestamps.format(self.finished_at),
+            request_id,
+            client_type: &self.source.client_type,
+            operation: self.operation,
+            endpoint: self.endpoint.path(),
+            model: match &self.model {
+                EventModel::None => None,
+                EventModel::Label => Some(self.series.label()),
+                EventModel::Owned(name) => Some(name),
+            },
+            stream: self.stream,
+            status: self.outcome.as_str(),
+            outcome: self.outcome,
+            latency_ms: ms(self.latency),
+            ttft_ms: self.ttft.map(ms),
+            total_duration_ms: r.total.map(ms),
+            model_load_ms: r.load.map(ms),
+            model_warm_start: self.model_warm_start,
+            prompt_eval_ms: r.prompt_eval.map(ms),
+            eval_ms: r.eval.map(ms),
+            queue_wait_ms: self.queue_wait.map(ms),
+            prompt_chars: self.prompt_chars,
+            prompt_eval_count: r.prompt_eval_count,
+            generation_eval_count: r.eval_count,
+            tokens_per_second: self.tokens_per_second,
+            done_reason: r.done_reason.as_deref(),
+            options: self.options.as_ref(),
+            prompt: self.prompt.as_deref(),
+            error_type: failure.map(|f| f.kind),
+            error_message: failure.map(|f| f.message.as_str()),
+            http_status: failure.and_then(|f| f.http_status),
+        }
+        .write(out)
+    }
+}
+
+/// `done_reason` / `finish_reason` values; the ones servers send are not copied.
+pub(crate) fn done_reason(reason: &str) -> Cow<'static, str> {
+    match reason {
+        "stop" => Cow::Borrowed("stop"),
+        "length" => Cow::Borrowed("length"),
+        "load" => Cow::Borrowed("load"),
+        "unload" => Cow::Borrowed("unload"),
+        "tool_calls" => Cow::Borrowed("tool_calls"),
+        "content_filter" => Cow::Borrowed("content_filter"),
+        other => Cow::Owned(other.to_owned()),
+    }
 }
 
 impl ServerReport {
@@ -110,14 +250,18 @@ impl Recorder {
             EventsConfig::Log(log) => Some(log),
         };
         let pool_wait_seen = PoolWaitCursor::new(&client);
+        let id_prefix: u32 = rand::random();
         Ok(Self {
             client,
             events,
-            client_type: config.client_type,
+            source: Arc::new(EventSource {
+                client_type: config.client_type.into_boxed_str(),
+                id_prefix: format!("{id_prefix:08x}-"),
+            }),
             log_prompts: config.log_prompts,
             warm_start_threshold: config.warm_start_threshold,
             models: ModelRegistry::new(config.max_model_labels),
-            id_prefix: rand::random(),
+            id_prefix,
             next_id: AtomicU64::new(1),
             pool_wait_seen,
             in_flight: OnceLock::new(),
@@ -135,6 +279,18 @@ impl Recorder {
 
     pub(crate) fn log_prompts(&self) -> bool {
         self.log_prompts
+    }
+
+    /// The series of `model`, and how the event names it (copied only when the name is
+    /// beyond the label limit, which is rare).
+    pub(crate) fn model(&self, model: Option<&str>) -> (Arc<ModelSeries>, EventModel) {
+        let series = self.models.get(model);
+        let name = match model {
+            None => EventModel::None,
+            Some(name) if **series.label() == *name => EventModel::Label,
+            Some(name) => EventModel::Owned(name.into()),
+        };
+        (series, name)
     }
 
     /// Publishes the client's pool and limit figures: gauges, and pool waits since the
@@ -158,9 +314,15 @@ impl Recorder {
 /// happened since the previous update, each at their mean. `_count` and `_sum` are exact;
 /// the bucket of a wait is exact whenever one wait happened between two updates (always the
 /// case without concurrency) and an average otherwise.
+///
+/// Lock-free: every request updates it twice, from every worker thread. The count is
+/// claimed with a compare-and-swap, so each wait is observed once; the total advances to
+/// the largest snapshot seen, so the sum of the recorded deltas is the client's total.
 struct PoolWaitCursor {
-    /// (waits, total wait) already observed. Invariant: never ahead of the client's figures.
-    seen: Mutex<(u64, Duration)>,
+    /// Waits already observed. Invariant: never ahead of the client's figure.
+    seen_waits: AtomicU64,
+    /// Total wait already observed, in nanoseconds. Invariant: as `seen_waits`.
+    seen_nanos: AtomicU64,
     histogram: OnceLock<Histogram>,
 }
 
@@ -170,31 +332,41 @@ impl PoolWaitCursor {
     fn new(client: &ollama_client::Client) -> Self {
         let stats = client.stats();
         Self {
-            seen: Mutex::new((stats.pool_waits_total, stats.pool_wait_total)),
+            seen_waits: AtomicU64::new(stats.pool_waits_total),
+            seen_nanos: AtomicU64::new(nanos(stats.pool_wait_total)),
             histogram: OnceLock::new(),
         }
     }
 
     fn observe(&self, stats: &ollama_client::ClientStats) {
-        let (count, total) = {
-            let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut seen = self.seen_waits.load(Ordering::Relaxed);
+        let count = loop {
             // Snapshots taken by concurrent requests can arrive out of order; an older one
             // has nothing new.
-            if stats.pool_waits_total <= seen.0 {
+            if stats.pool_waits_total <= seen {
                 return;
             }
-            let delta = (
-                stats.pool_waits_total - seen.0,
-                stats.pool_wait_total.saturating_sub(seen.1),
-            );
-            *seen = (stats.pool_waits_total, stats.pool_wait_total);
-            delta
+            match self.seen_waits.compare_exchange_weak(
+                seen,
+                stats.pool_waits_total,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break stats.pool_waits_total - seen,
+                Err(now) => seen = now,
+            }
         };
-        let mean = total.as_secs_f64() / count as f64;
+        let total = nanos(stats.pool_wait_total);
+        let before = self.seen_nanos.fetch_max(total, Ordering::Relaxed);
+        let mean = total.saturating_sub(before) as f64 / 1e9 / count as f64;
         self.histogram
             .get_or_init(|| histogram!(POOL_WAIT_SECONDS))
             .record_many(mean, usize::try_from(count).unwrap_or(usize::MAX));
     }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// A failure in the terms telemetry records.
@@ -240,8 +412,8 @@ fn status_label(status: u16) -> SharedString {
 pub(crate) struct Tracker {
     recorder: Arc<Recorder>,
     info: RequestInfo,
-    series: Arc<ModelSeries>,
-    request_id: String,
+    /// The counter part of the request id.
+    number: u64,
     started: Instant,
     span: Span,
     first_token: Option<Instant>,
@@ -256,15 +428,15 @@ pub(crate) struct Tracker {
 
 impl Tracker {
     pub(crate) fn start(recorder: &Arc<Recorder>, info: RequestInfo) -> Self {
-        let series = recorder.models.get(info.model.as_deref());
-        let n = recorder.next_id.fetch_add(1, Ordering::Relaxed);
-        let request_id = format!("{:08x}-{n}", recorder.id_prefix);
+        let number = recorder.next_id.fetch_add(1, Ordering::Relaxed);
+        // Field values are only evaluated when a subscriber wants the span, so the id is
+        // formatted only then.
         let span = tracing::info_span!(
             "ollama_request",
-            request_id = %request_id,
+            request_id = %RequestId { prefix: recorder.id_prefix, number },
             operation = info.operation,
             endpoint = info.endpoint.path(),
-            model = %series.label(),
+            model = %info.series.label(),
             stream = info.stream,
             outcome = Empty,
             latency_ms = Empty,
@@ -275,8 +447,7 @@ impl Tracker {
         Self {
             recorder: Arc::clone(recorder),
             info,
-            series,
-            request_id,
+            number,
             started: Instant::now(),
             span,
             first_token: None,
@@ -294,7 +465,7 @@ impl Tracker {
 
     /// The server answered a call (or a stream's head) with success.
     pub(crate) fn responded_ok(&self) {
-        self.series.ok_responses(self.info.endpoint).increment(1);
+        self.info.series.ok_responses(self.info.endpoint).increment(1);
         self.span.record("http_status", 200);
     }
 
@@ -307,12 +478,12 @@ impl Tracker {
         match self.last_token {
             None => {
                 self.first_token = Some(at);
-                self.series
+                self.info.series
                     .ttft(self.info.endpoint)
                     .record(at.saturating_duration_since(self.started).as_secs_f64());
             }
             Some(previous) => {
-                self.series
+                self.info.series
                     .inter_token(self.info.endpoint)
                     .record(at.saturating_duration_since(previous).as_secs_f64());
             }
@@ -352,7 +523,7 @@ impl Tracker {
         self.finished = true;
         let latency = end.saturating_duration_since(self.started);
         let endpoint = self.info.endpoint;
-        let series = &self.series;
+        let series = &self.info.series;
 
         series.requests(endpoint, outcome).increment(1);
         series
@@ -392,8 +563,8 @@ impl Tracker {
         }
         self.recorder.update_pool_figures();
 
-        let latency_ms = ms(latency);
         if !self.span.is_disabled() {
+            let latency_ms = ms(latency);
             self.span.record("outcome", outcome.as_str());
             self.span.record("latency_ms", latency_ms);
             if let Some(f) = &failure {
@@ -405,57 +576,50 @@ impl Tracker {
             tracing::debug!(parent: &self.span, outcome = outcome.as_str(), latency_ms, "ollama request finished");
         }
 
-        let recorder = Arc::clone(&self.recorder);
-        if let Some(log) = &recorder.events {
-            log.record(self.event(outcome, latency, tokens_per_second, queue_wait, failure));
+        if self.recorder.events.is_some() {
+            let finished = self.finished(outcome, latency, tokens_per_second, queue_wait, failure);
+            if let Some(log) = &self.recorder.events {
+                log.record_finished(finished);
+            }
         }
     }
 
-    fn event(
+    /// The event's values; takes what the tracker no longer needs instead of copying it.
+    fn finished(
         &mut self,
         outcome: Outcome,
         latency: Duration,
         tokens_per_second: Option<f64>,
         queue_wait: Option<Duration>,
         failure: Option<Failure>,
-    ) -> RequestEvent {
-        let r = &mut self.report;
-        let (error_type, error_message, http_status) = match failure {
-            Some(f) => (Some(Cow::Borrowed(f.kind)), Some(f.message), f.http_status),
-            None => (None, None, None),
-        };
-        RequestEvent {
-            event: Cow::Borrowed("ollama_request"),
-            timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            request_id: std::mem::take(&mut self.request_id),
-            client_type: Cow::Owned(self.recorder.client_type.clone()),
-            operation: Cow::Borrowed(self.info.operation),
-            endpoint: Cow::Borrowed(self.info.endpoint.path()),
-            model: self.info.model.take(),
-            stream: self.info.stream,
-            status: Cow::Borrowed(outcome.as_str()),
+    ) -> Box<FinishedRequest> {
+        let report = std::mem::take(&mut self.report);
+        let info = &mut self.info;
+        Box::new(FinishedRequest {
+            source: Arc::clone(&self.recorder.source),
+            number: self.number,
+            finished_at: SystemTime::now(),
+            operation: info.operation,
+            endpoint: info.endpoint,
+            series: Arc::clone(&info.series),
+            model: std::mem::replace(&mut info.model, EventModel::None),
+            stream: info.stream,
             outcome,
-            latency_ms: ms(latency),
-            ttft_ms: self
+            latency,
+            ttft: self
                 .first_token
-                .map(|t| ms(t.saturating_duration_since(self.started))),
-            total_duration_ms: r.total.map(ms),
-            model_load_ms: r.load.map(ms),
-            model_warm_start: r.load.map(|l| l < self.recorder.warm_start_threshold),
-            prompt_eval_ms: r.prompt_eval.map(ms),
-            eval_ms: r.eval.map(ms),
-            queue_wait_ms: queue_wait.map(ms),
-            prompt_chars: self.info.prompt_chars,
-            prompt_eval_count: r.prompt_eval_count,
-            generation_eval_count: r.eval_count,
+                .map(|t| t.saturating_duration_since(self.started)),
+            model_warm_start: report
+                .load
+                .map(|l| l < self.recorder.warm_start_threshold),
+            report,
+            queue_wait,
+            prompt_chars: info.prompt_chars,
             tokens_per_second,
-            done_reason: r.done_reason.take(),
-            options: self.info.options.take(),
-            prompt: self.info.prompt.take(),
-            error_type,
-            error_message,
-            http_status,
-        }
+            options: info.options.take(),
+            prompt: info.prompt.take(),
+            failure,
+        })
     }
 }
 
@@ -485,7 +649,7 @@ mod tests {
     #[test]
     fn merge_keeps_what_the_newer_report_does_not_say() {
         let mut report = ServerReport {
-            done_reason: Some("stop".to_owned()),
+            done_reason: Some("stop".into()),
             ..ServerReport::default()
         };
         report.merge(ServerReport {

@@ -16,7 +16,7 @@ use ollama_client::{
     ChatResponse, Chunk, Error, GenerateResponse, Metrics, ProgressResponse, ResponseStream,
 };
 
-use crate::record::{ServerReport, Tracker};
+use crate::record::{ServerReport, Tracker, done_reason as done_reason_value};
 
 /// Reads what telemetry needs from one stream item and tells the tracker.
 pub(crate) type Observer<T> = fn(&T, Instant, &mut Tracker);
@@ -98,7 +98,7 @@ pub(crate) fn native_report(m: &Metrics, done_reason: Option<&str>) -> ServerRep
         prompt_eval: m.prompt_eval_duration,
         eval_count: m.eval_count,
         eval: m.eval_duration,
-        done_reason: done_reason.map(str::to_owned),
+        done_reason: done_reason.map(done_reason_value),
     }
 }
 
@@ -138,7 +138,7 @@ pub(crate) fn observe_openai(item: &ChatCompletionChunk, at: Instant, t: &mut Tr
     t.item(at, token);
     if let Some(reason) = item.finish_reason() {
         t.report(ServerReport {
-            done_reason: Some(reason.to_owned()),
+            done_reason: Some(done_reason_value(reason)),
             ..ServerReport::default()
         });
         // The usage chunk may still follow; the stream ends at `[DONE]`. A caller that
