@@ -184,8 +184,33 @@ fn string(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = s.as_bytes();
+    // Most values need no escape at all: skip over them eight bytes at a time.
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    for chunk in bytes.chunks_exact(8) {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        if needs_escape(u64::from_le_bytes(word)) {
+            break;
+        }
+        start += 8;
+    }
+    // The last few bytes too, padded with a letter.
+    let tail = &bytes[start..];
+    if tail.len() < 8 {
+        let mut word = [b'a'; 8];
+        word[..tail.len()].copy_from_slice(tail);
+        if !needs_escape(u64::from_le_bytes(word)) {
+            start = bytes.len();
+        }
+    }
+    out.extend_from_slice(&bytes[..start]);
+    if start == bytes.len() {
+        out.push(b'"');
+        return;
+    }
+    let clean = start;
+    for (i, &b) in bytes.iter().enumerate().skip(clean) {
         let short: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -214,6 +239,17 @@ fn string(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Whether any of the eight bytes in `word` is a control character, `"` or a backslash (the
+/// classic "has a byte less than n" and "has a zero byte" bit tricks; exact as a yes/no).
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w & HIGH;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    (below(word, 0x20) | below(quote, 1) | below(backslash, 1)) != 0
 }
 
 /// Formats `timestamp` values: RFC 3339 UTC with microseconds, as
@@ -260,7 +296,8 @@ impl TimestampFormat {
             *d = b'0' + (micros % 10) as u8;
             micros /= 10;
         }
-        self.text.extend(digits.iter().map(|&d| char::from(d)));
+        self.text
+            .push_str(std::str::from_utf8(&digits).unwrap_or_default());
         self.text.push('Z');
         &self.text
     }
@@ -282,7 +319,8 @@ pub(crate) fn push_decimal(out: &mut String, mut n: u64) {
             break;
         }
     }
-    out.extend(digits[i..].iter().map(|&d| char::from(d)));
+    // ASCII digits are always UTF-8; the fallback is unreachable.
+    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
 }
 
 #[cfg(test)]
@@ -311,6 +349,24 @@ mod tests {
         }
         let before = UNIX_EPOCH - Duration::new(86_400, 500_000);
         assert_eq!(format.format(before), chrono_format(before));
+    }
+
+    #[test]
+    fn the_word_test_flags_exactly_the_bytes_json_escapes() {
+        for b in 0..=255u8 {
+            let escaped = b < 0x20 || b == b'"' || b == b'\\';
+            for at in 0..8 {
+                let mut word = [b'a'; 8];
+                word[at] = b;
+                assert_eq!(
+                    needs_escape(u64::from_le_bytes(word)),
+                    escaped,
+                    "{b:#x} at {at}"
+                );
+            }
+        }
+        // Non-ASCII bytes (UTF-8 sequences) are never flagged.
+        assert!(!needs_escape(u64::from_le_bytes(*b"\x80\xff !#[]~")));
     }
 
     #[test]

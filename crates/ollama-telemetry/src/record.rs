@@ -465,7 +465,10 @@ impl Tracker {
 
     /// The server answered a call (or a stream's head) with success.
     pub(crate) fn responded_ok(&self) {
-        self.info.series.ok_responses(self.info.endpoint).increment(1);
+        self.info
+            .series
+            .ok_responses(self.info.endpoint)
+            .increment(1);
         self.span.record("http_status", 200);
     }
 
@@ -478,12 +481,14 @@ impl Tracker {
         match self.last_token {
             None => {
                 self.first_token = Some(at);
-                self.info.series
+                self.info
+                    .series
                     .ttft(self.info.endpoint)
                     .record(at.saturating_duration_since(self.started).as_secs_f64());
             }
             Some(previous) => {
-                self.info.series
+                self.info
+                    .series
                     .inter_token(self.info.endpoint)
                     .record(at.saturating_duration_since(previous).as_secs_f64());
             }
@@ -609,9 +614,7 @@ impl Tracker {
             ttft: self
                 .first_token
                 .map(|t| t.saturating_duration_since(self.started)),
-            model_warm_start: report
-                .load
-                .map(|l| l < self.recorder.warm_start_threshold),
+            model_warm_start: report.load.map(|l| l < self.recorder.warm_start_threshold),
             report,
             queue_wait,
             prompt_chars: info.prompt_chars,

@@ -12,6 +12,7 @@
 //! later ones share [`OVERFLOW_MODEL_LABEL`].
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use metrics::{Counter, Histogram, SharedString, counter, histogram};
@@ -188,7 +189,7 @@ impl ModelSeries {
 pub(crate) struct ModelRegistry {
     max: usize,
     /// Invariant: holds at most `max` entries.
-    seen: RwLock<HashMap<Box<str>, Arc<ModelSeries>>>,
+    seen: RwLock<HashMap<Box<str>, Arc<ModelSeries>, BuildHasherDefault<Fnv>>>,
     overflow: Arc<ModelSeries>,
     none: Arc<ModelSeries>,
 }
@@ -197,7 +198,7 @@ impl ModelRegistry {
     pub(crate) fn new(max: usize) -> Self {
         Self {
             max,
-            seen: RwLock::new(HashMap::new()),
+            seen: RwLock::new(HashMap::default()),
             overflow: Arc::new(ModelSeries::new(SharedString::const_str(
                 OVERFLOW_MODEL_LABEL,
             ))),
@@ -230,6 +231,30 @@ impl ModelRegistry {
         ))));
         seen.insert(model.into(), Arc::clone(&series));
         series
+    }
+}
+
+/// FNV-1a: every request looks its model name up here, and SipHash cost more than the
+/// rest of the lookup. Its weakness, crafted collisions, does not matter for a map that
+/// never holds more than `max` names (100 by default).
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
     }
 }
 
