@@ -19,18 +19,26 @@ use serde_json::ser::{CompactFormatter, Formatter};
 
 use crate::event::Outcome;
 
+/// A string value: text to escape, or text known to need no escape (this crate's own
+/// constants, digits, or text escaped once in advance), copied as is.
+#[derive(Clone, Copy)]
+pub(crate) enum Text<'a> {
+    Escape(&'a str),
+    Verbatim(&'a str),
+}
+
 /// One event's values, borrowed: from a caller's [`RequestEvent`](crate::RequestEvent), or
 /// from a finished request the writer formats itself.
 pub(crate) struct EventFields<'a> {
-    pub(crate) event: &'a str,
-    pub(crate) timestamp: &'a str,
-    pub(crate) request_id: &'a str,
-    pub(crate) client_type: &'a str,
-    pub(crate) operation: &'a str,
-    pub(crate) endpoint: &'a str,
+    pub(crate) event: Text<'a>,
+    pub(crate) timestamp: Text<'a>,
+    pub(crate) request_id: Text<'a>,
+    pub(crate) client_type: Text<'a>,
+    pub(crate) operation: Text<'a>,
+    pub(crate) endpoint: Text<'a>,
     pub(crate) model: Option<&'a str>,
     pub(crate) stream: bool,
-    pub(crate) status: &'a str,
+    pub(crate) status: Text<'a>,
     pub(crate) outcome: Outcome,
     pub(crate) latency_ms: f64,
     pub(crate) ttft_ms: Option<f64>,
@@ -57,25 +65,25 @@ impl EventFields<'_> {
     /// fail; only serialising a caller's `options` value could, in theory.
     pub(crate) fn write(&self, out: &mut Vec<u8>) -> io::Result<()> {
         out.extend_from_slice(b"{\"event\":");
-        string(out, self.event);
+        text(out, self.event);
         out.extend_from_slice(b",\"timestamp\":");
-        string(out, self.timestamp);
+        text(out, self.timestamp);
         out.extend_from_slice(b",\"request_id\":");
-        string(out, self.request_id);
+        text(out, self.request_id);
         out.extend_from_slice(b",\"client_type\":");
-        string(out, self.client_type);
+        text(out, self.client_type);
         out.extend_from_slice(b",\"operation\":");
-        string(out, self.operation);
+        text(out, self.operation);
         out.extend_from_slice(b",\"endpoint\":");
-        string(out, self.endpoint);
+        text(out, self.endpoint);
         out.extend_from_slice(b",\"model\":");
         opt_string(out, self.model);
         out.extend_from_slice(b",\"stream\":");
         boolean(out, self.stream);
         out.extend_from_slice(b",\"status\":");
-        string(out, self.status);
+        text(out, self.status);
         out.extend_from_slice(b",\"outcome\":");
-        string(out, self.outcome.as_str());
+        text(out, Text::Verbatim(self.outcome.as_str()));
         out.extend_from_slice(b",\"latency_ms\":");
         float(out, self.latency_ms)?;
         out.extend_from_slice(b",\"ttft_ms\":");
@@ -175,6 +183,26 @@ fn opt_string(out: &mut Vec<u8>, s: Option<&str>) {
         Some(s) => string(out, s),
         None => null(out),
     }
+}
+
+fn text(out: &mut Vec<u8>, t: Text<'_>) {
+    match t {
+        Text::Escape(s) => string(out, s),
+        Text::Verbatim(s) => {
+            out.push(b'"');
+            out.extend_from_slice(s.as_bytes());
+            out.push(b'"');
+        }
+    }
+}
+
+/// The escaped content of a JSON string (without its quotes), for text written often.
+pub(crate) fn escaped(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    string(&mut out, s);
+    let inner = out.get(1..out.len() - 1).unwrap_or_default();
+    // Escaping only adds ASCII to valid UTF-8; the fallback is unreachable.
+    String::from_utf8(inner.to_vec()).unwrap_or_default()
 }
 
 /// A JSON string with serde_json's escapes: `\"`, `\\`, the short forms `\b \f \n \r \t`,

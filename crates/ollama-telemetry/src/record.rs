@@ -26,7 +26,7 @@ use crate::config::{EventsConfig, TelemetryConfig};
 use crate::error::TelemetryError;
 use crate::event::Outcome;
 use crate::event_log::EventLog;
-use crate::line::{EventFields, TimestampFormat, push_decimal};
+use crate::line::{EventFields, Text, TimestampFormat, escaped, push_decimal};
 use crate::series::{Endpoint, ModelRegistry, ModelSeries};
 
 /// What one [`InstrumentedClient`](crate::InstrumentedClient) shares with its requests.
@@ -88,7 +88,8 @@ pub(crate) enum EventModel {
 
 /// A client's part of its events, shared by all of them.
 pub(crate) struct EventSource {
-    client_type: Box<str>,
+    /// Escaped once here, as it goes into every line.
+    client_type_json: Box<str>,
     /// `<8 hex>-`: the request id up to its counter.
     id_prefix: String,
 }
@@ -159,19 +160,19 @@ impl FinishedRequest {
         let r = &self.report;
         let failure = self.failure.as_ref();
         EventFields {
-            event: "ollama_request",
-            timestamp: timestamps.format(self.finished_at),
-            request_id,
-            client_type: &self.source.client_type,
-            operation: self.operation,
-            endpoint: self.endpoint.path(),
+            event: Text::Verbatim("ollama_request"),
+            timestamp: Text::Verbatim(timestamps.format(self.finished_at)),
+            request_id: Text::Verbatim(request_id),
+            client_type: Text::Verbatim(&self.source.client_type_json),
+            operation: Text::Verbatim(self.operation),
+            endpoint: Text::Verbatim(self.endpoint.path()),
             model: match &self.model {
                 EventModel::None => None,
                 EventModel::Label => Some(self.series.label()),
                 EventModel::Owned(name) => Some(name),
             },
             stream: self.stream,
-            status: self.outcome.as_str(),
+            status: Text::Verbatim(self.outcome.as_str()),
             outcome: self.outcome,
             latency_ms: ms(self.latency),
             ttft_ms: self.ttft.map(ms),
@@ -255,7 +256,7 @@ impl Recorder {
             client,
             events,
             source: Arc::new(EventSource {
-                client_type: config.client_type.into_boxed_str(),
+                client_type_json: escaped(&config.client_type).into_boxed_str(),
                 id_prefix: format!("{id_prefix:08x}-"),
             }),
             log_prompts: config.log_prompts,
@@ -647,7 +648,10 @@ fn ms(d: Duration) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+    use crate::event::RequestEvent;
 
     #[test]
     fn merge_keeps_what_the_newer_report_does_not_say() {
@@ -679,6 +683,130 @@ mod tests {
         assert_eq!(report.tokens_per_second(), None);
         report.eval = None;
         assert_eq!(report.tokens_per_second(), None);
+    }
+
+    /// The line the writer makes of a finished request is what serde_json makes of the
+    /// `RequestEvent` the tracker used to build from it.
+    #[test]
+    fn a_finished_request_writes_the_line_of_its_request_event() {
+        let registry = ModelRegistry::new(1);
+        let source = Arc::new(EventSource {
+            client_type_json: escaped("tab\there \"quoted\"").into_boxed_str(),
+            id_prefix: "000000ab-".to_owned(),
+        });
+        let finished_at = std::time::UNIX_EPOCH + Duration::new(1_798_761_599, 123_456_789);
+        let report = ServerReport {
+            total: Some(Duration::from_micros(4_709)),
+            load: Some(Duration::from_nanos(3_506)),
+            prompt_eval_count: Some(11),
+            prompt_eval: Some(Duration::from_nanos(90)),
+            eval_count: Some(8),
+            eval: Some(Duration::from_nanos(681)),
+            done_reason: Some(done_reason("stop")),
+        };
+        let ok = FinishedRequest {
+            source: Arc::clone(&source),
+            number: 42,
+            finished_at,
+            operation: "generate",
+            endpoint: Endpoint::Generate,
+            series: registry.get(Some("llama3.2:latest")),
+            model: EventModel::Label,
+            stream: true,
+            outcome: Outcome::Success,
+            latency: Duration::from_nanos(478_032_985),
+            ttft: Some(Duration::from_millis(3)),
+            report: report.clone(),
+            model_warm_start: Some(true),
+            queue_wait: Some(Duration::from_nanos(478_028_276)),
+            prompt_chars: Some(44),
+            tokens_per_second: report.tokens_per_second(),
+            options: Some(serde_json::json!({"temperature": 0.2})),
+            prompt: Some("line\nbreak".to_owned()),
+            failure: None,
+        };
+        let failed = FinishedRequest {
+            source,
+            number: 7,
+            finished_at,
+            operation: "chat",
+            endpoint: Endpoint::Chat,
+            // Beyond the label limit: the series is the overflow's, the event keeps the name.
+            series: registry.get(Some("m\u{1}odel")),
+            model: EventModel::Owned("m\u{1}odel".into()),
+            stream: false,
+            outcome: Outcome::Error,
+            latency: Duration::from_millis(2),
+            ttft: None,
+            report: ServerReport::default(),
+            model_warm_start: None,
+            queue_wait: None,
+            prompt_chars: None,
+            tokens_per_second: None,
+            options: None,
+            prompt: None,
+            failure: Some(Failure {
+                kind: "http_status",
+                message: "HTTP 503: \"busy\"".to_owned(),
+                http_status: Some(503),
+                server_busy: true,
+            }),
+        };
+        let mut format = EventFormat::new();
+        for f in [ok, failed] {
+            let mut line = Vec::new();
+            f.write(&mut line, &mut format).unwrap();
+            let r = &f.report;
+            let failure = f.failure.as_ref();
+            let expected = RequestEvent {
+                event: "ollama_request".into(),
+                timestamp: chrono::DateTime::<chrono::Utc>::from(f.finished_at)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                request_id: format!("{:08x}-{}", 0xab, f.number),
+                client_type: "tab\there \"quoted\"".into(),
+                operation: f.operation.into(),
+                endpoint: f.endpoint.path().into(),
+                model: match &f.model {
+                    EventModel::None => None,
+                    EventModel::Label => Some(f.series.label().to_string()),
+                    EventModel::Owned(name) => Some(name.to_string()),
+                },
+                stream: f.stream,
+                status: f.outcome.as_str().into(),
+                outcome: f.outcome,
+                latency_ms: ms(f.latency),
+                ttft_ms: f.ttft.map(ms),
+                total_duration_ms: r.total.map(ms),
+                model_load_ms: r.load.map(ms),
+                model_warm_start: f.model_warm_start,
+                prompt_eval_ms: r.prompt_eval.map(ms),
+                eval_ms: r.eval.map(ms),
+                queue_wait_ms: f.queue_wait.map(ms),
+                prompt_chars: f.prompt_chars,
+                prompt_eval_count: r.prompt_eval_count,
+                generation_eval_count: r.eval_count,
+                tokens_per_second: f.tokens_per_second,
+                done_reason: r.done_reason.as_deref().map(str::to_owned),
+                options: f.options.clone(),
+                prompt: f.prompt.clone(),
+                error_type: failure.map(|e| e.kind.into()),
+                error_message: failure.map(|e| e.message.clone()),
+                http_status: failure.and_then(|e| e.http_status),
+            };
+            assert_eq!(
+                String::from_utf8(line).unwrap(),
+                serde_json::to_string(&expected).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn request_ids_show_as_prefix_and_counter() {
+        let id = RequestId {
+            prefix: 0xab,
+            number: 12,
+        };
+        assert_eq!(id.to_string(), "000000ab-12");
     }
 
     #[test]
