@@ -7,6 +7,14 @@
 //! run at once. The thread drains whatever is queued, then flushes its buffer to the sink,
 //! so lines reach the file in bursts rather than one write per event; while busy it sleeps
 //! a short window between bursts, so senders do not wake it once per event.
+//!
+//! The writer thread competes with the requests for the same cores, so it is kept cheap
+//! too: an `InstrumentedClient` queues a compact `FinishedRequest` (durations, counters, a
+//! request number, a `SystemTime`), not a `RequestEvent`, and the writer formats the
+//! timestamp (calendar work once per second), the request id and the milliseconds itself,
+//! then writes the line with the hand-made JSON writer in `line`, whose bytes are those
+//! `serde_json` writes for the `RequestEvent`. Callers' own events ([`EventLog::record`])
+//! go through the same writer.
 
 use std::fs::{self, OpenOptions};
 use std::io::{BufWriter, Write};

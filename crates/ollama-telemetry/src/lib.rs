@@ -3,8 +3,10 @@
 //!
 //! [`InstrumentedClient`] wraps `ollama_client::Client` with the same methods. Every call
 //! records metrics through the `metrics` facade (names in [`catalog`]), runs inside a
-//! `tracing` span, and queues one [`RequestEvent`] on an [`EventLog`], whose background
-//! thread writes `logs/requests.jsonl` without ever blocking the request. Streams are
+//! `tracing` span, and queues one event on an [`EventLog`], whose background thread writes
+//! it to `logs/requests.jsonl` as the JSON of a [`RequestEvent`] without ever blocking the
+//! request. The per-request work is kept to counters, cached metric handles and one boxed
+//! record; formatting happens on the writer thread (see `event_log`). Streams are
 //! measured to their end: time to first token, gaps between tokens, server-reported speed,
 //! and a stream dropped early is recorded as `abandoned`.
 //!

@@ -159,22 +159,20 @@ fn float(out: &mut Vec<u8>, v: f64) -> io::Result<()> {
 }
 
 fn opt_float(out: &mut Vec<u8>, v: Option<f64>) -> io::Result<()> {
-    match v {
-        Some(v) => float(out, v),
-        None => {
-            null(out);
-            Ok(())
-        }
+    if let Some(v) = v {
+        float(out, v)
+    } else {
+        null(out);
+        Ok(())
     }
 }
 
 fn opt_integer(out: &mut Vec<u8>, v: Option<u64>) -> io::Result<()> {
-    match v {
-        Some(v) => CompactFormatter.write_u64(out, v),
-        None => {
-            null(out);
-            Ok(())
-        }
+    if let Some(v) = v {
+        CompactFormatter.write_u64(out, v)
+    } else {
+        null(out);
+        Ok(())
     }
 }
 

@@ -6,6 +6,13 @@
 //! caller dropped the request future or the stream), `Drop` finishes it as `abandoned`, or
 //! as `success` when the stream's final item had already arrived. That is what makes "one
 //! event per request" hold whatever the caller does.
+//!
+//! Everything here runs on the request path, once or twice per request, so it avoids
+//! allocating and formatting: metric handles are cached per (model, endpoint), the request
+//! id is formatted only when a tracing subscriber wants the span (and by the event writer
+//! for the event), the model name is the series label rather than a copy, common
+//! `done_reason` values are static, and the event leaves as one boxed [`FinishedRequest`]
+//! that the writer thread formats.
 
 use std::borrow::Cow;
 use std::fmt;
