@@ -665,6 +665,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_header_set_carries_its_accept_and_content_type() {
+        let mut base = HeaderMap::new();
+        base.insert(USER_AGENT, HeaderValue::from_static("t"));
+        let sets = HeaderSets::new(&base);
+        for accept in Accept::ALL {
+            for body in [false, true] {
+                let h = sets.get(accept, body);
+                assert_eq!(h[ACCEPT], accept.as_str());
+                assert_eq!(h.contains_key(CONTENT_TYPE), body);
+                assert_eq!(h[USER_AGENT], "t");
+            }
+        }
+    }
+
+    #[test]
+    fn host_header_omits_only_the_default_port() {
+        let host = |scheme: Scheme, authority: &str| {
+            host_header(&scheme, &Authority::try_from(authority).unwrap()).unwrap()
+        };
+        assert_eq!(host(Scheme::HTTP, "127.0.0.1:11434"), "127.0.0.1:11434");
+        assert_eq!(host(Scheme::HTTP, "example.com:80"), "example.com");
+        assert_eq!(host(Scheme::HTTPS, "example.com:443"), "example.com");
+        assert_eq!(host(Scheme::HTTPS, "example.com:80"), "example.com:80");
+        assert_eq!(host(Scheme::HTTP, "[::1]:11434"), "[::1]:11434");
+    }
+
+    #[test]
     fn status_bodies_are_parsed() {
         let e = status_error(StatusCode::NOT_FOUND, br#"{"error":"model 'x' not found"}"#);
         assert!(e.is_model_not_found());
