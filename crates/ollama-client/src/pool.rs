@@ -7,17 +7,17 @@
 //! lazily raced connects, a spawned task per request to put its connection back), and that
 //! generality is what made this client cost more than a bare hyper-util loop. Measured
 //! with callgrind on `bench_probe one` (non-streamed generate, concurrency 64, instant
-//! sim): 58,300 instructions per request through hyper-util's pool, 41,000 through this
-//! one, against 48,300 for the bare hyper-util loop that sends the same request and parses
-//! the same answer. So hyper-util's pool and dispatch cost about 17,000 instructions per
-//! request more than this pool.
+//! sim), instructions per request: 58,300 through hyper-util's pool, 41,000 through this
+//! one with nothing else changed (so hyper-util's pool and dispatch cost about 17,000 more
+//! per request), against 48,300 for the bare hyper-util loop that sends the same request
+//! and parses the same answer.
 //!
 //! How it holds the limits:
 //! * **Sockets** (`max_connections`): a request takes a [`SocketPermit`] before it
 //!   connects; the connection's IO owns it, so the slot is freed exactly when the socket is
 //!   dropped, however the connection ends.
 //! * **Idle connections** (`max_keepalive_connections`, `keep_alive_idle`): a connection
-//!   comes back only when its response body was read to the end ([`Pool::put`]); one
+//!   comes back only when its response body was read to the end ([`Shared::put`]); one
 //!   beyond the idle limit is dropped, which closes it. One reaper task per pool (alive
 //!   only while something is idle) closes connections idle for `keep_alive_idle`.
 //! * **Waiting** (`pool_timeout`): a request that finds neither an idle connection nor a
