@@ -2,21 +2,21 @@
 //! endpoint.
 //!
 //! Every request goes through [`Client::send`]: take a request slot (if
-//! `max_concurrent_requests` is set), get a connection (the connector enforces
-//! `max_connections`), then wait at most `timeout` for the response head. The slot and the
-//! in-flight count live in a [`Lease`] that moves into the body, so they are released only
-//! when the body has been read or the stream is dropped.
+//! `max_concurrent_requests` is set), check a connection out of the [`Pool`] (which
+//! enforces `max_connections`), send the request on it, then wait at most `timeout` for the
+//! response head. The slot, the in-flight count and the connection live in a [`Lease`] that
+//! moves into the body, so they are released only when the body has been read (the
+//! connection then goes back to the pool) or the stream is dropped (the connection closes).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue, USER_AGENT};
+use http::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderMap, HeaderValue, USER_AGENT};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::capture_connection;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
@@ -25,15 +25,14 @@ use crate::config::{ClientBuilder, Config};
 use crate::decode::Framing;
 use crate::error::{BoxError, Error, ErrorKind, Phase};
 use crate::openai::{ChatCompletion, ChatCompletionChunk, ChatCompletionRequest};
+use crate::pool::{Checkout, CheckoutError, Pool, ReqBody};
 use crate::stream::{ResponseStream, StreamItem, error_message, parse_item};
-use crate::transport::{ClientStats, ConnectError, Counters, GatedConnector, Lease};
+use crate::transport::{ClientStats, ConnectError, Connector, Lease};
 use crate::types::{
     ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, EmbeddingsRequest, EmbeddingsResponse,
     GenerateRequest, GenerateResponse, ListResponse, ProgressResponse, PsResponse, PullRequest,
     ShowRequest, ShowResponse,
 };
-
-type HttpClient = hyper_util::client::legacy::Client<GatedConnector, Full<Bytes>>;
 
 /// The longest error body kept for the error message.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -47,15 +46,12 @@ pub struct Client {
 
 struct Inner {
     config: Config,
-    http: HttpClient,
+    pool: Pool,
     requests: Option<Arc<Semaphore>>,
-    counters: Arc<Counters>,
-    /// Scheme and authority of every request URI, parsed once.
-    scheme: http::uri::Scheme,
-    authority: http::uri::Authority,
     /// The path prefix (`/ollama`), or empty.
     prefix: String,
-    headers: HeaderMap,
+    /// The headers of every request, `Host` included (HTTP/1 on a raw connection needs it).
+    headers: HeaderSets,
 }
 
 impl std::fmt::Debug for Client {
@@ -66,12 +62,58 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// The media type a call accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accept {
+    Json,
+    Ndjson,
+    EventStream,
+    Any,
+}
+
+impl Accept {
+    const ALL: [Self; 4] = [Self::Json, Self::Ndjson, Self::EventStream, Self::Any];
+
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::Json => "application/json",
+            Self::Ndjson => "application/x-ndjson",
+            Self::EventStream => "text/event-stream",
+            Self::Any => "*/*",
+        }
+    }
+}
+
+/// The headers of every request, built once for each accepted type, with and without a
+/// JSON body: a request clones one map instead of inserting into it.
+struct HeaderSets([HeaderMap; 8]);
+
+impl HeaderSets {
+    fn new(base: &HeaderMap) -> Self {
+        Self(std::array::from_fn(|i| {
+            let mut headers = base.clone();
+            headers.insert(
+                ACCEPT,
+                HeaderValue::from_static(Accept::ALL[i / 2].as_str()),
+            );
+            if i % 2 == 1 {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
+            headers
+        }))
+    }
+
+    fn get(&self, accept: Accept, body: bool) -> &HeaderMap {
+        &self.0[accept as usize * 2 + usize::from(body)]
+    }
+}
+
 /// One HTTP exchange to make.
 struct Call {
     method: Method,
     path: &'static str,
     body: Option<Bytes>,
-    accept: &'static str,
+    accept: Accept,
     /// Read timeout: to the response head, and between body pieces.
     timeout: Duration,
     /// A bound on the whole attempt up to the response head (health checks).
@@ -86,7 +128,7 @@ impl Call {
             method,
             path,
             body: None,
-            accept: "application/json",
+            accept: Accept::Json,
             timeout: client.inner.config.timeout,
             overall: None,
             retries: true,
@@ -117,50 +159,52 @@ impl Client {
     }
 
     pub(crate) fn from_config(config: Config) -> Result<Self, Error> {
-        let counters = Arc::new(Counters::default());
-        let connector = GatedConnector::new(
-            config.max_connections,
-            config.pool_timeout,
-            config.connect_timeout,
-            Arc::clone(&counters),
-        )
-        .map_err(|e| Error::config("tls", format!("could not set up rustls: {e}")))?;
-        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(config.max_keepalive_connections)
-            .pool_idle_timeout(config.keep_alive_idle)
-            // Without a timer hyper-util ignores the idle timeout.
-            .pool_timer(TokioTimer::new())
-            .build(connector);
-        let mut headers = config.headers.clone();
-        if let Ok(ua) = HeaderValue::try_from(config.user_agent.as_str()) {
-            headers.insert(USER_AGENT, ua);
-        }
-        if let Some(auth) = &config.bearer {
-            headers.insert(http::header::AUTHORIZATION, auth.clone());
-        }
         let host = &config.host;
         let prefix = if host.path.is_empty() {
             String::new()
         } else {
             format!("/{}", host.path)
         };
-        let scheme = http::uri::Scheme::try_from(host.scheme.as_str())
+        let scheme = Scheme::try_from(host.scheme.as_str())
             .map_err(|e| Error::config("base_url", format!("invalid scheme: {e}")))?;
-        let authority = http::uri::Authority::try_from(host.authority().as_str())
+        let authority = Authority::try_from(host.authority().as_str())
             .map_err(|e| Error::config("base_url", format!("invalid host: {e}")))?;
+        let mut headers = config.headers.clone();
+        // An explicit `Host` header wins, as it did with hyper-util's client.
+        if !headers.contains_key(HOST) {
+            headers.insert(HOST, host_header(&scheme, &authority)?);
+        }
+        if let Ok(ua) = HeaderValue::try_from(config.user_agent.as_str()) {
+            headers.insert(USER_AGENT, ua);
+        }
+        if let Some(auth) = &config.bearer {
+            headers.insert(http::header::AUTHORIZATION, auth.clone());
+        }
+        let target = Uri::builder()
+            .scheme(scheme)
+            .authority(authority)
+            .path_and_query("/")
+            .build()
+            .map_err(|e| Error::config("base_url", format!("invalid URL: {e}")))?;
+        let connector = Connector::new(target, config.connect_timeout)
+            .map_err(|e| Error::config("tls", format!("could not set up rustls: {e}")))?;
+        let pool = Pool::new(
+            connector,
+            config.max_connections,
+            config.max_keepalive_connections,
+            config.keep_alive_idle,
+            config.pool_timeout,
+        );
         let requests = config
             .max_concurrent_requests
             .map(|n| Arc::new(Semaphore::new(n)));
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
-                http,
+                pool,
                 requests,
-                counters,
-                scheme,
-                authority,
                 prefix,
-                headers,
+                headers: HeaderSets::new(&headers),
             }),
         })
     }
@@ -172,7 +216,7 @@ impl Client {
 
     /// A snapshot of the live counters (open sockets, in-flight requests, pool waits).
     pub fn stats(&self) -> ClientStats {
-        ClientStats::snapshot(&self.inner.counters)
+        ClientStats::snapshot(self.inner.pool.shared().counters())
     }
 
     fn model(&self, model: &mut String) {
@@ -305,7 +349,7 @@ impl Client {
     pub async fn health(&self) -> Result<(), Error> {
         let limit = self.inner.config.health_check_timeout;
         let mut call = Call::new(self, Method::HEAD, "/");
-        call.accept = "*/*";
+        call.accept = Accept::Any;
         call.timeout = limit;
         call.overall = Some(limit);
         call.retries = false;
@@ -348,22 +392,22 @@ impl Client {
         self.model(&mut req.model);
         req.stream = Some(true);
         let mut call = Call::new(self, Method::POST, "/v1/chat/completions").json(&req)?;
-        call.accept = "text/event-stream";
+        call.accept = Accept::EventStream;
         self.stream(call, Framing::Sse).await
     }
 
     async fn unary<T: DeserializeOwned>(&self, call: Call) -> Result<T, Error> {
         let timeout = call.timeout;
-        let (resp, lease) = self.send(&call).await?;
-        let bytes = read_body(resp.into_body(), timeout, None).await?;
+        let (resp, mut lease) = self.send(&call).await?;
+        let bytes = read_body(resp.into_body(), timeout, None, &mut lease).await?;
         drop(lease);
         parse_item(&bytes)
     }
 
     async fn empty(&self, call: Call) -> Result<(), Error> {
         let timeout = call.timeout;
-        let (resp, lease) = self.send(&call).await?;
-        read_body(resp.into_body(), timeout, None).await?;
+        let (resp, mut lease) = self.send(&call).await?;
+        read_body(resp.into_body(), timeout, None, &mut lease).await?;
         drop(lease);
         Ok(())
     }
@@ -374,7 +418,7 @@ impl Client {
         framing: Framing,
     ) -> Result<ResponseStream<T>, Error> {
         if framing == Framing::Ndjson {
-            call.accept = "application/x-ndjson";
+            call.accept = Accept::Ndjson;
         }
         let (resp, lease) = self.send(&call).await?;
         Ok(ResponseStream::new(
@@ -431,60 +475,78 @@ impl Client {
                     .map_err(|e| Error::other("the request semaphore closed", Some(Box::new(e))))?,
             }),
         };
-        let lease = Lease::new(permit, Arc::clone(&inner.counters));
+        let mut lease = Lease::new(permit, Arc::clone(inner.pool.shared()));
         let mut req = self.request(call)?;
-        let mut captured = capture_connection(&mut req);
-        let fut = inner.http.request(req);
-        tokio::pin!(fut);
-
-        // Phase 1: until the request holds a connection. The connector bounds its own
-        // waits (pool_timeout, connect_timeout); this outer bound only guards against a
-        // wait that neither of them covers.
-        let phase1_limit = call
-            .overall
-            .unwrap_or(config.pool_timeout + config.connect_timeout + Duration::from_secs(1));
-        // One timer serves both phases: armed for phase 1, re-armed for phase 2.
-        let deadline = tokio::time::sleep(phase1_limit.saturating_sub(start.elapsed()));
-        tokio::pin!(deadline);
-        let early = tokio::select! {
-            biased;
-            r = &mut fut => Some(r),
-            () = async { let _ = captured.wait_for_connection_metadata().await; } => None,
-            () = &mut deadline => {
-                return Err(if call.overall.is_some() {
-                    Error::timeout(Phase::Connect, phase1_limit)
-                } else {
-                    Error::timeout(Phase::ConnectionSlot, phase1_limit)
-                });
+        let mut first = true;
+        let resp = loop {
+            // Phase 1: until the request holds a connection. The pool bounds its own waits
+            // (pool_timeout, connect_timeout); a health check is also bounded as a whole.
+            let checkout = inner.pool.checkout();
+            let checkout = match call.overall {
+                None => checkout.await,
+                Some(overall) => {
+                    tokio::time::timeout(overall.saturating_sub(start.elapsed()), checkout)
+                        .await
+                        .map_err(|_| Error::timeout(Phase::Connect, overall))?
+                }
+            };
+            let Checkout { mut conn, reused } = checkout.map_err(|e| self.checkout_error(e))?;
+            if first {
+                inner.counters().record_pool_wait(start.elapsed());
+                first = false;
             }
-        };
-        inner.counters.record_pool_wait(start.elapsed());
-        // Phase 2: the request is on a connection; wait for the head.
-        let result = if let Some(r) = early {
-            r
-        } else {
+            // Phase 2: the request is on a connection; wait for the head.
+            let sending = conn.try_send_request(req);
+            lease.attach(conn);
             let mut limit = call.timeout;
             if let Some(overall) = call.overall {
                 limit = limit.min(overall.saturating_sub(start.elapsed()));
             }
-            deadline.as_mut().reset(tokio::time::Instant::now() + limit);
-            tokio::select! {
-                biased;
-                r = &mut fut => r,
-                () = &mut deadline => return Err(Error::timeout(Phase::ResponseHead, limit)),
+            match tokio::time::timeout(limit, sending).await {
+                Ok(Ok(resp)) => break resp,
+                Err(_) => return Err(Error::timeout(Phase::ResponseHead, limit)),
+                Ok(Err(mut e)) => match e.take_message() {
+                    // A reused connection closed before the request was written: nothing
+                    // reached the server, so it goes out on another connection.
+                    Some(unsent) if reused => req = unsent,
+                    // A new connection that closed at once is a connection failure (also
+                    // unsent, so `send` may retry it).
+                    Some(_) => {
+                        return Err(Error::connect(
+                            config.base_url.clone(),
+                            Some(Box::new(e.into_error())),
+                        ));
+                    }
+                    // The request went out on a connection that then closed or broke: the
+                    // response was cut before it began. Not retried, because the server
+                    // may have acted on it.
+                    None => {
+                        return Err(Error::truncated_by(
+                            "the connection closed before the response head arrived",
+                            Box::new(e.into_error()),
+                        ));
+                    }
+                },
             }
         };
-        let resp = result.map_err(|e| self.classify(e))?;
         let status = resp.status();
         if status.is_success() {
             return Ok((resp, lease));
         }
-        let body = read_body(resp.into_body(), call.timeout, Some(MAX_ERROR_BODY)).await?;
+        let body = read_body(
+            resp.into_body(),
+            call.timeout,
+            Some(MAX_ERROR_BODY),
+            &mut lease,
+        )
+        .await?;
         drop(lease);
         Err(status_error(status, &body))
     }
 
-    fn request(&self, call: &Call) -> Result<Request<Full<Bytes>>, Error> {
+    /// Builds the request for `call` in origin form (path and query only, as HTTP/1 sends
+    /// it to the server itself).
+    fn request(&self, call: &Call) -> Result<Request<ReqBody>, Error> {
         let inner = &*self.inner;
         // The common case (no prefix) builds the URI without formatting or re-parsing.
         let url_error = |e: BoxError| {
@@ -494,68 +556,68 @@ impl Client {
             )
         };
         let path = if inner.prefix.is_empty() {
-            http::uri::PathAndQuery::from_static(call.path)
+            PathAndQuery::from_static(call.path)
         } else {
-            http::uri::PathAndQuery::try_from(format!("{}{}", inner.prefix, call.path))
+            PathAndQuery::try_from(format!("{}{}", inner.prefix, call.path))
                 .map_err(|e| url_error(Box::new(e)))?
         };
-        let uri = Uri::builder()
-            .scheme(inner.scheme.clone())
-            .authority(inner.authority.clone())
-            .path_and_query(path)
-            .build()
-            .map_err(|e| url_error(Box::new(e)))?;
-        let mut builder = Request::builder().method(call.method.clone()).uri(uri);
-        if let Some(headers) = builder.headers_mut() {
-            headers.clone_from(&inner.headers);
-            headers.insert(ACCEPT, HeaderValue::from_static(call.accept));
-            if call.body.is_some() {
-                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            }
-        }
-        builder
-            .body(Full::new(call.body.clone().unwrap_or_default()))
-            .map_err(|e| Error::other("could not build the request", Some(Box::new(e))))
+        let mut req = Request::new(Full::new(call.body.clone().unwrap_or_default()));
+        *req.method_mut() = call.method.clone();
+        *req.uri_mut() = Uri::from(path);
+        *req.headers_mut() = inner.headers.get(call.accept, call.body.is_some()).clone();
+        Ok(req)
     }
 
-    /// Maps a hyper-util error to an [`Error`], finding our connector's error in its chain.
-    fn classify(&self, e: hyper_util::client::legacy::Error) -> Error {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
-        let mut found = None;
-        while let Some(s) = source {
-            if let Some(c) = s.downcast_ref::<ConnectError>() {
-                found = Some(match c {
-                    ConnectError::PoolTimeout(d) => Error::timeout(Phase::ConnectionSlot, *d),
-                    ConnectError::Timeout(d) => Error::timeout(Phase::Connect, *d),
-                    ConnectError::Failed(_) => break,
-                });
-                break;
+    /// Maps a pool failure to an [`Error`].
+    fn checkout_error(&self, e: CheckoutError) -> Error {
+        match e {
+            CheckoutError::PoolTimeout(d) => Error::timeout(Phase::ConnectionSlot, d),
+            CheckoutError::Connect(ConnectError::Timeout(d)) => Error::timeout(Phase::Connect, d),
+            CheckoutError::Connect(ConnectError::Failed(source)) => {
+                Error::connect(self.inner.config.base_url.clone(), Some(source))
             }
-            source = s.source();
         }
-        if let Some(err) = found {
-            return err;
-        }
-        if e.is_connect() {
-            return Error::connect(self.inner.config.base_url.clone(), Some(Box::new(e)));
-        }
-        // The request went out on a connection that then closed or broke: the response
-        // was cut before it began. Not retried, because the server may have acted on it.
-        Error::truncated_by(
-            "the connection closed before the response head arrived",
-            Box::new(e),
-        )
     }
 }
 
-/// Reads a whole body, waiting at most `idle` for each piece. With `cap`, stops keeping
+impl Inner {
+    fn counters(&self) -> &crate::transport::Counters {
+        self.pool.shared().counters()
+    }
+}
+
+/// The `Host` header for the base URL: the host, and the port unless it is the scheme's
+/// default (as HTTP clients send it).
+fn host_header(scheme: &Scheme, authority: &Authority) -> Result<HeaderValue, Error> {
+    let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
+    let value = match authority.port_u16() {
+        Some(port) if port != default_port => authority.as_str(),
+        _ => authority.host(),
+    };
+    HeaderValue::from_str(value)
+        .map_err(|e| Error::config("base_url", format!("invalid host: {e}")))
+}
+
+/// Reads a whole body, waiting at most `idle` for each piece, and gives the connection
+/// back to the pool through `lease` once the body has ended. With `cap`, stops keeping
 /// bytes after `cap` (error bodies) but still reads to the end so the connection is reused.
-async fn read_body(mut body: Incoming, idle: Duration, cap: Option<usize>) -> Result<Bytes, Error> {
+async fn read_body(
+    mut body: Incoming,
+    idle: Duration,
+    cap: Option<usize>,
+    lease: &mut Lease,
+) -> Result<Bytes, Error> {
+    // A body that arrives in one piece (the usual small answer) is returned as that piece,
+    // without a copy; a second piece starts a buffer.
+    let mut single: Option<Bytes> = None;
     let mut out = BytesMut::new();
     loop {
         let frame = match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => return Err(Error::timeout(Phase::Body, idle)),
-            Ok(None) => return Ok(out.freeze()),
+            Ok(None) => {
+                lease.body_ended();
+                return Ok(single.unwrap_or_else(|| out.freeze()));
+            }
             Ok(Some(Err(e))) => {
                 return Err(Error::truncated_by(
                     "the connection broke before the body was complete",
@@ -564,9 +626,19 @@ async fn read_body(mut body: Incoming, idle: Duration, cap: Option<usize>) -> Re
             }
             Ok(Some(Ok(frame))) => frame,
         };
-        if let Ok(data) = frame.into_data() {
-            let room = cap.map_or(data.len(), |c| c.saturating_sub(out.len()).min(data.len()));
-            out.extend_from_slice(&data[..room]);
+        if let Ok(mut data) = frame.into_data() {
+            if let Some(cap) = cap {
+                data.truncate(cap.saturating_sub(single.as_ref().map_or(out.len(), Bytes::len)));
+            }
+            match single.take() {
+                None if out.is_empty() => single = Some(data),
+                None => out.extend_from_slice(&data),
+                Some(first) => {
+                    out.reserve(first.len() + data.len());
+                    out.extend_from_slice(&first);
+                    out.extend_from_slice(&data);
+                }
+            }
         }
     }
 }
@@ -591,6 +663,33 @@ fn status_error(status: StatusCode, body: &[u8]) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_header_set_carries_its_accept_and_content_type() {
+        let mut base = HeaderMap::new();
+        base.insert(USER_AGENT, HeaderValue::from_static("t"));
+        let sets = HeaderSets::new(&base);
+        for accept in Accept::ALL {
+            for body in [false, true] {
+                let h = sets.get(accept, body);
+                assert_eq!(h[ACCEPT], accept.as_str());
+                assert_eq!(h.contains_key(CONTENT_TYPE), body);
+                assert_eq!(h[USER_AGENT], "t");
+            }
+        }
+    }
+
+    #[test]
+    fn host_header_omits_only_the_default_port() {
+        let host = |scheme: Scheme, authority: &str| {
+            host_header(&scheme, &Authority::try_from(authority).unwrap()).unwrap()
+        };
+        assert_eq!(host(Scheme::HTTP, "127.0.0.1:11434"), "127.0.0.1:11434");
+        assert_eq!(host(Scheme::HTTP, "example.com:80"), "example.com");
+        assert_eq!(host(Scheme::HTTPS, "example.com:443"), "example.com");
+        assert_eq!(host(Scheme::HTTPS, "example.com:80"), "example.com:80");
+        assert_eq!(host(Scheme::HTTP, "[::1]:11434"), "[::1]:11434");
+    }
 
     #[test]
     fn status_bodies_are_parsed() {

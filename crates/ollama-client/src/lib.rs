@@ -78,6 +78,7 @@ mod decode;
 mod error;
 mod host;
 pub mod openai;
+mod pool;
 mod stream;
 mod transport;
 mod types;

@@ -1,8 +1,9 @@
 //! Streamed responses: NDJSON (native) and SSE (`/v1`) bodies as a `Stream` of typed chunks.
 //!
 //! The stream owns the request's [`Lease`], so a streaming request keeps its slot until the
-//! stream ends or is dropped. Dropping a stream before its end closes the connection,
-//! which makes Ollama stop generating.
+//! stream ends or is dropped. A body read to its end gives its connection back to the
+//! pool; dropping a stream before its end closes the connection, which makes Ollama stop
+//! generating.
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
@@ -262,6 +263,15 @@ impl<T: StreamItem> ResponseStream<T> {
         self.lease = None;
     }
 
+    /// The body was read to its end: its connection goes back to the pool.
+    fn body_ended(&mut self) {
+        self.body = None;
+        if let Some(lease) = self.lease.as_mut() {
+            lease.body_ended();
+        }
+        self.decoder.finish(Instant::now());
+    }
+
     /// Reads body frames that are already there, without waiting, so a finished body is
     /// seen and its socket goes back to the pool even if the caller stops after the last
     /// item.
@@ -274,8 +284,7 @@ impl<T: StreamItem> ResponseStream<T> {
                     }
                 }
                 Poll::Ready(None) => {
-                    self.body = None;
-                    self.decoder.finish(Instant::now());
+                    self.body_ended();
                 }
                 Poll::Ready(Some(Err(_))) | Poll::Pending => return,
             }
@@ -297,11 +306,24 @@ impl<T> Drop for ResponseStream<T> {
             return;
         };
         let limit = self.idle_timeout.min(Duration::from_secs(5));
-        // The lease goes along: the request is in flight until its body has ended.
-        let lease = self.lease.take();
+        // The lease goes along: the request is in flight until its body has ended, and
+        // the connection goes back to the pool only if it does.
+        let mut lease = self.lease.take();
         rt.spawn(async move {
-            let drain = async { while let Some(Ok(_)) = body.frame().await {} };
-            let _ = tokio::time::timeout(limit, drain).await;
+            let drain = async {
+                loop {
+                    match body.frame().await {
+                        Some(Ok(_)) => {}
+                        None => return true,
+                        Some(Err(_)) => return false,
+                    }
+                }
+            };
+            if let (Ok(true), Some(lease)) =
+                (tokio::time::timeout(limit, drain).await, lease.as_mut())
+            {
+                lease.body_ended();
+            }
             drop(lease);
         });
     }
@@ -360,10 +382,7 @@ impl<T: StreamItem> Stream for ResponseStream<T> {
                         Box::new(e),
                     ))));
                 }
-                Poll::Ready(None) => {
-                    this.body = None;
-                    this.decoder.finish(Instant::now());
-                }
+                Poll::Ready(None) => this.body_ended(),
                 Poll::Pending => {
                     if this.idle.as_mut().poll(cx).is_ready() {
                         this.finish();

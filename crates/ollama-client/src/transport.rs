@@ -1,11 +1,11 @@
-//! Connection limits as owned permits, and the counters behind [`crate::ClientStats`].
+//! Opening sockets, the socket's IO that owns its slot, the per-request [`Lease`], and the
+//! counters behind [`crate::ClientStats`].
 //!
-//! `max_connections` is enforced here: the connector takes a semaphore permit before it
-//! opens a socket, and the socket's IO wrapper owns that permit, so the permit is released
-//! exactly when hyper drops the connection (closed by the peer, expired from the idle pool,
-//! or broken). The idle pool (`pool_max_idle_per_host`, `pool_idle_timeout`) is hyper-util's.
+//! `max_connections` is enforced by the pool ([`crate::pool`]): a connection is opened
+//! only with a [`SocketPermit`], and the socket's IO wrapper ([`CountedIo`]) owns that
+//! permit, so the slot is released exactly when the socket is dropped (closed by the peer,
+//! expired from the idle list, or broken).
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,11 +15,12 @@ use std::time::Duration;
 
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use hyper_util::client::legacy::connect::HttpConnector;
+use tokio::sync::OwnedSemaphorePermit;
 use tower_service::Service;
 
 use crate::error::BoxError;
+use crate::pool::{Sender, Shared, SocketPermit};
 
 #[cfg(feature = "rustls")]
 type InnerConnector = hyper_rustls::HttpsConnector<HttpConnector>;
@@ -31,7 +32,7 @@ type InnerIo = hyper_rustls::MaybeHttpsStream<hyper_util::rt::TokioIo<tokio::net
 #[cfg(not(feature = "rustls"))]
 type InnerIo = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
 
-/// Live counters shared by the client, its connector and its connections.
+/// Live counters shared by the client, its pool and its connections.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) open_connections: AtomicU64,
@@ -54,12 +55,9 @@ impl Counters {
     }
 }
 
-/// Why the connector could not hand out a connection.
+/// Why a connection could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConnectError {
-    /// No connection slot freed up within `pool_timeout`.
-    #[error("no connection slot within {0:?} (max_connections reached)")]
-    PoolTimeout(Duration),
     /// The connection was not made within `connect_timeout`.
     #[error("connect timed out after {0:?}")]
     Timeout(Duration),
@@ -68,24 +66,17 @@ pub(crate) enum ConnectError {
     Failed(#[source] BoxError),
 }
 
-/// A connector that opens at most `max_connections` sockets at once.
-#[derive(Clone)]
-pub(crate) struct GatedConnector {
+/// Opens sockets (TCP, and TLS for `https` with the `rustls` feature) to the base URL.
+pub(crate) struct Connector {
     inner: InnerConnector,
-    slots: Arc<Semaphore>,
-    counters: Arc<Counters>,
-    pool_timeout: Duration,
+    /// The base URL's scheme and authority: all the inner connector looks at.
+    target: Uri,
     connect_timeout: Duration,
 }
 
-impl GatedConnector {
+impl Connector {
     #[cfg_attr(not(feature = "rustls"), allow(clippy::unnecessary_wraps))]
-    pub(crate) fn new(
-        max_connections: usize,
-        pool_timeout: Duration,
-        connect_timeout: Duration,
-        counters: Arc<Counters>,
-    ) -> Result<Self, BoxError> {
+    pub(crate) fn new(target: Uri, connect_timeout: Duration) -> Result<Self, BoxError> {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         #[cfg(feature = "rustls")]
@@ -101,52 +92,29 @@ impl GatedConnector {
         let inner = http;
         Ok(Self {
             inner,
-            slots: Arc::new(Semaphore::new(max_connections)),
-            counters,
-            pool_timeout,
+            target,
             connect_timeout,
         })
     }
-}
 
-impl Service<Uri> for GatedConnector {
-    type Response = CountedIo;
-    type Error = ConnectError;
-    type Future = Pin<Box<dyn Future<Output = Result<CountedIo, ConnectError>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Both inner connectors are always ready; the real gate is the semaphore in `call`.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
+    /// Opens a socket on `permit`'s slot within `connect_timeout`. On failure the permit
+    /// is dropped, which frees the slot.
+    pub(crate) async fn connect(&self, permit: SocketPermit) -> Result<CountedIo, ConnectError> {
         let mut inner = self.inner.clone();
-        let slots = Arc::clone(&self.slots);
-        let counters = Arc::clone(&self.counters);
-        let (pool_timeout, connect_timeout) = (self.pool_timeout, self.connect_timeout);
-        Box::pin(async move {
-            let permit = match Arc::clone(&slots).try_acquire_owned() {
-                Ok(p) => p,
-                Err(_) => tokio::time::timeout(pool_timeout, slots.acquire_owned())
-                    .await
-                    .map_err(|_| ConnectError::PoolTimeout(pool_timeout))?
-                    // The semaphore is never closed while the connector exists.
-                    .map_err(|e| ConnectError::Failed(Box::new(e)))?,
-            };
-            let io = tokio::time::timeout(connect_timeout, inner.call(uri))
-                .await
-                .map_err(|_| ConnectError::Timeout(connect_timeout))?
-                .map_err(|e| ConnectError::Failed(boxed(e)))?;
-            counters
-                .connections_opened_total
-                .fetch_add(1, Ordering::Relaxed);
-            counters.open_connections.fetch_add(1, Ordering::Relaxed);
-            Ok(CountedIo {
-                io,
-                _permit: permit,
-                counters,
-            })
-        })
+        let opening = async {
+            std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
+            inner.call(self.target.clone()).await
+        };
+        let io = tokio::time::timeout(self.connect_timeout, opening)
+            .await
+            .map_err(|_| ConnectError::Timeout(self.connect_timeout))?
+            .map_err(|e| ConnectError::Failed(boxed(e)))?;
+        let counters = permit.counters();
+        counters
+            .connections_opened_total
+            .fetch_add(1, Ordering::Relaxed);
+        counters.open_connections.fetch_add(1, Ordering::Relaxed);
+        Ok(CountedIo { io, permit })
     }
 }
 
@@ -155,24 +123,20 @@ fn boxed<E: Into<BoxError>>(e: E) -> BoxError {
     e.into()
 }
 
-/// A socket that owns its connection permit; dropping it frees the slot.
+/// A socket that owns its connection slot; dropping it closes the socket, then frees the
+/// slot.
 pub(crate) struct CountedIo {
+    // Field order matters: the socket is dropped (closed) before the slot is released.
     io: InnerIo,
-    _permit: OwnedSemaphorePermit,
-    counters: Arc<Counters>,
+    permit: SocketPermit,
 }
 
 impl Drop for CountedIo {
     fn drop(&mut self) {
-        self.counters
+        self.permit
+            .counters()
             .open_connections
             .fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl Connection for CountedIo {
-    fn connected(&self) -> Connected {
-        self.io.connected()
     }
 }
 
@@ -217,28 +181,47 @@ impl Write for CountedIo {
 }
 
 /// What a request holds while it is in flight: its request slot (when
-/// `max_concurrent_requests` is set) and its place in the in-flight count. It moves into
-/// the response body or stream, so the slot is held until the body ends or is dropped.
-#[derive(Debug)]
+/// `max_concurrent_requests` is set), its place in the in-flight count, and the connection
+/// carrying it. It moves into the response body or stream, so the slot is held until the
+/// body ends or is dropped. The connection goes back to the pool only through
+/// [`Lease::body_ended`]; a lease dropped before that drops the connection, and hyper
+/// closes a connection whose body was not read to the end.
 pub(crate) struct Lease {
     _permit: Option<OwnedSemaphorePermit>,
-    counters: Arc<Counters>,
+    pool: Arc<Shared>,
+    conn: Option<Sender>,
 }
 
 impl Lease {
-    pub(crate) fn new(permit: Option<OwnedSemaphorePermit>, counters: Arc<Counters>) -> Self {
+    pub(crate) fn new(permit: Option<OwnedSemaphorePermit>, pool: Arc<Shared>) -> Self {
+        let counters = pool.counters();
         counters.in_flight_requests.fetch_add(1, Ordering::Relaxed);
         counters.requests_total.fetch_add(1, Ordering::Relaxed);
         Self {
             _permit: permit,
-            counters,
+            pool,
+            conn: None,
+        }
+    }
+
+    /// Records the connection the request went out on (replacing, and so dropping, one it
+    /// could not be sent on).
+    pub(crate) fn attach(&mut self, conn: Sender) {
+        self.conn = Some(conn);
+    }
+
+    /// The response body was read to its end: the connection is free for the next request.
+    pub(crate) fn body_ended(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.put(conn);
         }
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.counters
+        self.pool
+            .counters()
             .in_flight_requests
             .fetch_sub(1, Ordering::Relaxed);
     }
