@@ -29,6 +29,7 @@
 mod config;
 mod duration;
 mod engine;
+mod lanes;
 mod prompts;
 mod recorder;
 mod report;

@@ -57,6 +57,11 @@ struct Args {
     /// Most idle keep-alive connections kept.
     #[arg(long, default_value_t = 20)]
     keepalive: usize,
+    /// Engine threads [default: one per core], each with its own runtime and client; never
+    /// more than the workers (or --max-in-flight) or any client limit. --max-connections,
+    /// --keepalive and --concurrency are split across them, so the totals stay as given.
+    #[arg(long)]
+    threads: Option<usize>,
     /// Requests sampled into the report (and as many failed ones).
     #[arg(long, default_value_t = 100)]
     sample_count: usize,
@@ -261,6 +266,7 @@ impl Args {
             events_path: (!self.no_events).then(|| self.events.clone()),
             output: Some(output),
             simulated: self.sim,
+            threads: self.threads,
         };
         config.validate()?;
         Ok(config)
