@@ -248,6 +248,10 @@ struct Lane {
     /// This lane's number, `0..lanes`.
     id: usize,
     lanes: usize,
+    /// Children of the window's `halt` and `abandon`: checking or awaiting a token takes
+    /// its lock, and the lane's own tokens are only ever touched by the lane's thread.
+    halt: CancellationToken,
+    abandon: CancellationToken,
     upstream: Upstream,
     plan: Arc<Plan>,
     window: Arc<Window>,
@@ -266,7 +270,7 @@ impl Lane {
         }
         let issued = tokio::select! {
             biased;
-            () = self.window.abandon.cancelled() => None,
+            () = self.abandon.cancelled() => None,
             r = self.upstream.issue(&self.plan.models[model], prompt) => Some(r),
         };
         live.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -458,6 +462,8 @@ impl LoadTest {
                 let lane = Arc::new(Lane {
                     id,
                     lanes: count,
+                    halt: window.halt.child_token(),
+                    abandon: window.abandon.child_token(),
                     upstream,
                     plan: Arc::clone(&plan),
                     window: Arc::clone(&window),
@@ -644,7 +650,7 @@ fn closed_loop(
         let next = Arc::clone(next);
         let begin = ramp.map(|r| start + r.mul_f64(w as f64 / workers as f64));
         tasks.spawn(async move {
-            let halt = &lane.window.halt;
+            let halt = &lane.halt;
             if let Some(at) = begin {
                 tokio::select! {
                     () = halt.cancelled() => return,
@@ -685,7 +691,7 @@ async fn open_loop(
     stop: Stop,
 ) -> Dispatch {
     let window = &lane.window;
-    let halt = &window.halt;
+    let halt = &lane.halt;
     let lanes = lane.lanes as u64;
     let mine = lane.id as u64;
     let mut d = Dispatch::default();
