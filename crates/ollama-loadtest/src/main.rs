@@ -19,6 +19,10 @@ use ollama_loadtest::{
     parse_duration_arg,
 };
 
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Load-test an Ollama (or OpenAI-compatible) server with numbers you can trust.
 #[derive(Debug, Parser)]
 #[command(name = "ollama-loadtest", version, about)]
