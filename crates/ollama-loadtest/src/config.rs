@@ -43,6 +43,12 @@ pub struct LoadTestConfig {
     pub output: Option<PathBuf>,
     /// Recorded in the report as `environment.simulated`.
     pub simulated: bool,
+    /// Engine threads running the warm-up and the timed window, each with its own
+    /// single-threaded runtime and its own client (`None`, the default: one per available
+    /// core). Always capped by the workers (closed loop) or `max_in_flight` (open loop) and
+    /// by the client limits, which are split across the threads so that the process-wide
+    /// totals stay what [`ClientSettings`] says.
+    pub threads: Option<usize>,
 }
 
 impl Default for LoadTestConfig {
@@ -65,6 +71,7 @@ impl Default for LoadTestConfig {
             events_path: None,
             output: None,
             simulated: false,
+            threads: None,
         }
     }
 }
@@ -350,6 +357,9 @@ impl LoadTestConfig {
         }
         if self.client.concurrency == Some(0) {
             return bad("concurrency must be at least 1");
+        }
+        if self.threads == Some(0) {
+            return bad("threads must be at least 1");
         }
         if let Some(rate) = self.abort.error_rate_percent
             && !(rate > 0.0 && rate <= 100.0)

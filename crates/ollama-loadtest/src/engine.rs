@@ -1,6 +1,16 @@
 //! The run: connect, probe the environment, warm up, then one timed window driven in
 //! closed loop (workers) or open loop (a schedule), then the report.
 //!
+//! The warm-up and the window run on engine threads ("lanes", see `lanes.rs`): each lane
+//! has its own single-threaded runtime, its own client (the client limits split across
+//! lanes) and its own recorder, which only its thread writes on the request path (the
+//! lock is uncontended but for the progress display, a few times a second). Closed-loop
+//! workers are dealt to the lanes in turn and draw request indices from one shared
+//! counter; in open loop every lane walks the same seeded schedule and sends the indices
+//! that are its own (`index % lanes`), so each request still leaves at its planned time.
+//! The recorders are merged when every lane is done. The safety switch and the peak of
+//! requests in flight are process-wide, kept in a few atomics.
+//!
 //! Cancellation is layered. `user` is the caller's token (Ctrl-C); `halt` is its child and
 //! is also cancelled by the safety switch: once it fires nothing new is sent. `abandon` is
 //! a child of `halt` that is additionally cancelled when the drain timeout of a timed run
@@ -11,13 +21,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use ollama_telemetry::EventsConfig;
 use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{AbortLimits, ConfigError, LoadTestConfig, Mode, PromptOrder, Stop};
+use crate::lanes::{Lanes, lane_count, lane_settings};
 use crate::prompts::Prompts;
-use crate::recorder::{Completed, Progress, Recorder};
+use crate::recorder::{Completed, Progress, ProgressSum, Recorder};
 use crate::report::{
     Abort, AbortLimitsRecord, ConfigRecord, Environment, ModelWeightRecord, OpenLoop,
     OptionsRecord, Report, SCHEMA_VERSION, ToolInfo, WarmupSummary,
@@ -41,10 +54,34 @@ pub enum LoadTestError {
     /// A histogram could not be serialized into the report.
     #[error(transparent)]
     Histogram(#[from] HistogramError),
+    /// An engine thread (or its runtime) could not be started, or stopped before its
+    /// work was done.
+    #[error("engine thread failed")]
+    Engine(#[source] std::io::Error),
+}
+
+impl From<ConnectError> for LoadTestError {
+    fn from(e: ConnectError) -> Self {
+        match e {
+            ConnectError::Client(e) => LoadTestError::Connect(e),
+            ConnectError::Telemetry(e) => LoadTestError::Telemetry(e),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Awaits work handed to a lane. A panic there is a bug and is carried on here.
+async fn join<T>(handle: JoinHandle<T>) -> Result<T, LoadTestError> {
+    match handle.await {
+        Ok(v) => Ok(v),
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => Err(LoadTestError::Engine(std::io::Error::other(e))),
+        },
+    }
 }
 
 /// A configured load test, ready to run. Take its cancel token and progress handle
@@ -59,7 +96,7 @@ pub struct LoadTest {
 /// Live state for progress displays.
 #[derive(Debug, Default)]
 struct Live {
-    window: OnceLock<Arc<Shared>>,
+    window: OnceLock<Arc<Window>>,
     warming: AtomicBool,
     in_flight: AtomicU64,
     peak_in_flight: AtomicU64,
@@ -73,11 +110,7 @@ impl ProgressHandle {
     /// A snapshot of the timed window so far (zeros during warm-up).
     pub fn snapshot(&self) -> Progress {
         let live = &self.0;
-        let mut p = live
-            .window
-            .get()
-            .map(|s| lock(&s.recorder).progress())
-            .unwrap_or_default();
+        let mut p = live.window.get().map(|w| w.progress()).unwrap_or_default();
         p.in_flight = live.in_flight.load(Ordering::Relaxed);
         p.warming_up = live.warming.load(Ordering::Relaxed);
         p
@@ -124,26 +157,50 @@ impl Plan {
     }
 }
 
-/// State shared by every task of the timed window.
+/// A lane's recorder, aligned to its own cache lines so that lanes recording at the same
+/// time do not share one.
 #[derive(Debug)]
-struct Shared {
-    recorder: Mutex<Recorder>,
+#[repr(align(128))]
+struct Slot(Mutex<Recorder>);
+
+/// State shared by every lane during the timed window.
+#[derive(Debug)]
+struct Window {
     start: Instant,
     halt: CancellationToken,
+    abandon: CancellationToken,
     abort: OnceLock<Abort>,
     limits: AbortLimits,
+    /// Whether any abort limit is set (else the counters below are not kept).
+    guarded: bool,
     abandoned: AtomicU64,
-    models: Vec<String>,
+    /// Process-wide counts for the safety switch.
+    completed: AtomicU64,
+    failures: AtomicU64,
+    server_busy: AtomicU64,
+    /// One recorder per lane.
+    recorders: Vec<Slot>,
 }
 
-impl Shared {
-    fn record(&self, c: Completed) {
-        let model = c.model;
-        let mut rec = lock(&self.recorder);
-        rec.record(c, self.models.get(model).map_or("", String::as_str));
-        let reason = self.abort_reason(&rec);
-        drop(rec);
-        if let Some(reason) = reason {
+impl Window {
+    /// Counts a completed request for the safety switch and fires it when a limit is
+    /// reached. Sequentially consistent, so the last request counted sees every count
+    /// before it (on x86 this costs nothing over relaxed).
+    fn count(&self, failed: bool, busy: bool) {
+        if !self.guarded {
+            return;
+        }
+        let done = self.completed.fetch_add(1, Ordering::SeqCst) + 1;
+        let bump = |n: &AtomicU64, by: bool| {
+            if by {
+                n.fetch_add(1, Ordering::SeqCst) + 1
+            } else {
+                n.load(Ordering::SeqCst)
+            }
+        };
+        let failures = bump(&self.failures, failed);
+        let busy = bump(&self.server_busy, busy);
+        if let Some(reason) = abort_reason(&self.limits, done, failures, busy) {
             let abort = Abort {
                 reason,
                 after_seconds: self.start.elapsed().as_secs_f64(),
@@ -154,65 +211,89 @@ impl Shared {
         }
     }
 
-    fn abort_reason(&self, rec: &Recorder) -> Option<String> {
-        let l = &self.limits;
-        if let Some(limit) = l.server_busy
-            && rec.server_busy() >= limit
-        {
-            return Some(format!(
-                "{} server-busy (503) responses reached the limit of {limit}",
-                rec.server_busy()
-            ));
+    /// The window so far, summed over the lanes.
+    fn progress(&self) -> Progress {
+        let mut sum = ProgressSum::default();
+        for slot in &self.recorders {
+            sum.add(&lock(&slot.0));
         }
-        let done = rec.completed();
-        if let Some(limit) = l.error_rate_percent
-            && done >= l.min_requests.max(1)
-        {
-            let rate = rec.failures() as f64 * 100.0 / done as f64;
-            if rate >= limit {
-                return Some(format!(
-                    "error rate {rate:.1}% over {done} requests reached the limit of {limit}%"
-                ));
-            }
-        }
-        None
+        sum.progress(self.start)
     }
 }
 
-/// Everything a request task needs.
-#[derive(Debug)]
-struct Ctx {
-    upstream: Upstream,
-    plan: Plan,
-    shared: Arc<Shared>,
-    live: Arc<Live>,
-    abandon: CancellationToken,
+fn abort_reason(l: &AbortLimits, done: u64, failures: u64, busy: u64) -> Option<String> {
+    if let Some(limit) = l.server_busy
+        && busy >= limit
+    {
+        return Some(format!(
+            "{busy} server-busy (503) responses reached the limit of {limit}"
+        ));
+    }
+    if let Some(limit) = l.error_rate_percent
+        && done >= l.min_requests.max(1)
+    {
+        let rate = failures as f64 * 100.0 / done as f64;
+        if rate >= limit {
+            return Some(format!(
+                "error rate {rate:.1}% over {done} requests reached the limit of {limit}%"
+            ));
+        }
+    }
+    None
 }
 
-impl Ctx {
+/// Everything a lane's request tasks need.
+#[derive(Debug)]
+struct Lane {
+    /// This lane's number, `0..lanes`.
+    id: usize,
+    lanes: usize,
+    /// Children of the window's `halt` and `abandon`: checking or awaiting a token takes
+    /// its lock, and the lane's own tokens are only ever touched by the lane's thread.
+    halt: CancellationToken,
+    abandon: CancellationToken,
+    upstream: Upstream,
+    plan: Arc<Plan>,
+    window: Arc<Window>,
+    live: Arc<Live>,
+}
+
+impl Lane {
     /// Issues request `index`, timed from `intended`; false when it was abandoned.
     async fn one(&self, index: u64, intended: Instant) -> bool {
         let (model, prompt) = self.plan.pick(index);
-        let now = self.live.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-        self.live.peak_in_flight.fetch_max(now, Ordering::Relaxed);
+        let live = &self.live;
+        let now = live.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        // Reading first spares the shared line a write on all but new peaks.
+        if now > live.peak_in_flight.load(Ordering::Relaxed) {
+            live.peak_in_flight.fetch_max(now, Ordering::Relaxed);
+        }
         let issued = tokio::select! {
             biased;
             () = self.abandon.cancelled() => None,
             r = self.upstream.issue(&self.plan.models[model], prompt) => Some(r),
         };
-        self.live.in_flight.fetch_sub(1, Ordering::Relaxed);
+        live.in_flight.fetch_sub(1, Ordering::Relaxed);
         let Some(issued) = issued else {
-            self.shared.abandoned.fetch_add(1, Ordering::Relaxed);
+            self.window.abandoned.fetch_add(1, Ordering::Relaxed);
             return false;
         };
-        self.shared.record(Completed {
-            index,
-            model,
-            intended: intended.min(issued.sent),
-            sent: issued.sent,
-            finished: issued.finished,
-            outcome: issued.outcome,
-        });
+        let (failed, busy) = match &issued.outcome {
+            Ok(_) => (false, false),
+            Err(f) => (true, f.server_busy),
+        };
+        lock(&self.window.recorders[self.id].0).record(
+            Completed {
+                index,
+                model,
+                intended: intended.min(issued.sent),
+                sent: issued.sent,
+                finished: issued.finished,
+                outcome: issued.outcome,
+            },
+            self.plan.models.get(model).map_or("", String::as_str),
+        );
+        self.window.count(failed, busy);
         true
     }
 }
@@ -224,6 +305,42 @@ struct Dispatch {
     cap_hits: u64,
     first_send: Option<Instant>,
     last_send: Option<Instant>,
+}
+
+impl Dispatch {
+    /// Adds another lane's figures.
+    fn merge(&mut self, other: &Dispatch) {
+        self.sent += other.sent;
+        self.cap_hits += other.cap_hits;
+        self.first_send = earliest(self.first_send, other.first_send);
+        self.last_send = match (self.last_send, other.last_send) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// What every lane runs in the timed window, beside its own [`Lane`].
+#[derive(Debug, Clone)]
+struct Job {
+    mode: Mode,
+    ramp: Option<Duration>,
+    stop: Stop,
+    seed: u64,
+    /// When a timed run stops waiting for requests in flight.
+    cutoff: Option<Instant>,
+    /// The next closed-loop request index, shared by all lanes so that a request count
+    /// is sent exactly, whichever lanes are faster.
+    next: Arc<AtomicU64>,
+    /// The open-loop cap on requests in flight, process-wide.
+    slots: Arc<Semaphore>,
 }
 
 impl LoadTest {
@@ -252,81 +369,117 @@ impl LoadTest {
     pub async fn run(self) -> Result<Report, LoadTestError> {
         let c = &self.config;
         let w = &c.workload;
-        let upstream = Upstream::connect(
+        // The probes' client, on the caller's runtime; it also opens the event log that
+        // every lane's client then writes to.
+        let probe = Upstream::connect(
             &c.client,
             w.endpoint,
             w.stream,
             &w.options,
-            c.events_path.as_deref(),
+            c.events_path
+                .clone()
+                .map_or(EventsConfig::Off, EventsConfig::File),
         )
-        .await
-        .map_err(|e| match e {
-            ConnectError::Client(e) => LoadTestError::Connect(e),
-            ConnectError::Telemetry(e) => LoadTestError::Telemetry(e),
-        })?;
-        let events = upstream.event_log();
-        let plan = Plan::new(c);
-        let mut environment = upstream.environment(&plan.models).await;
+        .await?;
+        let events = probe.event_log().cloned();
+        let plan = Arc::new(Plan::new(c));
+        let mut environment = probe.environment(&plan.models).await;
         environment.simulated = c.simulated;
 
-        let warmup = self.warm_up(&upstream, &plan).await;
-        match upstream.loaded_models().await {
+        let lanes = Lanes::start(lane_count(c)).map_err(LoadTestError::Engine)?;
+        let mut upstreams = Vec::with_capacity(lanes.len());
+        for i in 0..lanes.len() {
+            let log = events.clone().map_or(EventsConfig::Off, EventsConfig::Log);
+            let settings = lane_settings(&c.client, lanes.len(), i);
+            upstreams
+                .push(Upstream::connect(&settings, w.endpoint, w.stream, &w.options, log).await?);
+        }
+
+        let warmup = join(lanes.handle(0).spawn(warm_up(
+            upstreams[0].clone(),
+            Arc::clone(&plan),
+            self.user.clone(),
+            Arc::clone(&self.live),
+            c.warmup,
+        )))
+        .await?;
+        match probe.loaded_models().await {
             Ok(models) => environment.loaded_models = models,
             Err(e) => environment.probe_errors.push(e),
         }
+        // Its idle connection would otherwise count against the limits during the window.
+        drop(probe);
 
         let halt = self.user.child_token();
         let abandon = halt.child_token();
         let start = Instant::now();
         let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let open = matches!(c.mode, Mode::Open { .. });
-        let shared = Arc::new(Shared {
-            recorder: Mutex::new(Recorder::new(
-                start,
-                open,
-                plan.models.len(),
-                c.sample_count,
-                c.slo,
-                c.seed,
-            )),
+        let limits = c.abort.clone();
+        let window = Arc::new(Window {
             start,
             halt: halt.clone(),
+            abandon,
             abort: OnceLock::new(),
-            limits: c.abort.clone(),
+            guarded: limits.server_busy.is_some() || limits.error_rate_percent.is_some(),
+            limits,
             abandoned: AtomicU64::new(0),
-            models: plan.models.clone(),
+            completed: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            server_busy: AtomicU64::new(0),
+            recorders: (0..lanes.len())
+                .map(|i| {
+                    // Lane 0 keeps the run's seed, so a one-lane run samples as before.
+                    let seed = c.seed.wrapping_add(i as u64);
+                    let r =
+                        Recorder::new(start, open, plan.models.len(), c.sample_count, c.slo, seed);
+                    Slot(Mutex::new(r))
+                })
+                .collect(),
         });
         // Ignoring the error is right: `run` consumes `self`, so the cell is empty here.
-        let _ = self.live.window.set(Arc::clone(&shared));
-        let ctx = Arc::new(Ctx {
-            upstream,
-            plan,
-            shared: Arc::clone(&shared),
-            live: Arc::clone(&self.live),
-            abandon: abandon.clone(),
-        });
-        let deadline = match c.stop {
-            Stop::Duration(d) => Some(start + d),
-            Stop::Requests(_) => None,
+        let _ = self.live.window.set(Arc::clone(&window));
+        let job = Job {
+            mode: c.mode.clone(),
+            ramp: c.ramp,
+            stop: c.stop,
+            seed: c.seed,
+            cutoff: match c.stop {
+                Stop::Duration(d) => Some(start + d + c.drain_timeout),
+                Stop::Requests(_) => None,
+            },
+            next: Arc::new(AtomicU64::new(0)),
+            slots: Arc::new(Semaphore::new(match c.mode {
+                Mode::Open { max_in_flight, .. } => max_in_flight,
+                Mode::Closed { .. } => 0,
+            })),
         };
-        let tasks = TaskTracker::new();
-        let dispatch = match c.mode {
-            Mode::Closed { workers, delay } => {
-                closed_loop(&ctx, &tasks, workers, delay, c.ramp, c.stop);
-                None
+        let count = lanes.len();
+        let runs: Vec<_> = upstreams
+            .into_iter()
+            .enumerate()
+            .map(|(id, upstream)| {
+                let lane = Arc::new(Lane {
+                    id,
+                    lanes: count,
+                    halt: window.halt.child_token(),
+                    abandon: window.abandon.child_token(),
+                    upstream,
+                    plan: Arc::clone(&plan),
+                    window: Arc::clone(&window),
+                    live: Arc::clone(&self.live),
+                });
+                lanes.handle(id).spawn(run_lane(lane, job.clone()))
+            })
+            .collect();
+        let mut dispatch: Option<Dispatch> = None;
+        for run in runs {
+            if let Some(d) = join(run).await? {
+                dispatch.get_or_insert_default().merge(&d);
             }
-            Mode::Open {
-                rate,
-                arrival,
-                max_in_flight,
-            } => {
-                let schedule = Schedule::new(rate, arrival, c.ramp, c.seed);
-                Some(open_loop(&ctx, &tasks, schedule, max_in_flight, c.stop).await)
-            }
-        };
-        drain(&ctx, &tasks, deadline.map(|d| d + c.drain_timeout)).await;
+        }
         let ended = Instant::now();
-        drop(ctx);
+        lanes.stop().await;
         if let Some(log) = events {
             // Write out the run's events before reporting; the writer blocks, so off the
             // async workers. A failed join only means the flush thread panicked.
@@ -334,20 +487,39 @@ impl LoadTest {
         }
 
         let partial = halt.is_cancelled();
-        let abort = shared.abort.get().cloned();
-        let abandoned = shared.abandoned.load(Ordering::Relaxed);
-        // Every request task has finished; the progress handle may still read the
-        // recorder, so it is swapped for an empty one rather than unwrapped.
-        let recorder = std::mem::replace(
-            &mut *lock(&shared.recorder),
-            Recorder::new(start, open, 0, 0, None, 0),
-        );
-        let window = recorder.window(if partial || abandoned > 0 {
+        let abort = window.abort.get().cloned();
+        let abandoned = window.abandoned.load(Ordering::Relaxed);
+        // Every lane has finished; the progress handle may still read the recorders, so
+        // each is swapped for an empty one rather than unwrapped.
+        let recorder = window
+            .recorders
+            .iter()
+            .map(|slot| {
+                std::mem::replace(
+                    &mut *lock(&slot.0),
+                    Recorder::new(start, open, 0, 0, None, 0),
+                )
+            })
+            .reduce(|mut all, lane| {
+                all.merge(lane);
+                all
+            })
+            .unwrap_or_else(|| {
+                Recorder::new(
+                    start,
+                    open,
+                    plan.models.len(),
+                    c.sample_count,
+                    c.slo,
+                    c.seed,
+                )
+            });
+        let window_length = recorder.window(if partial || abandoned > 0 {
             ended
         } else {
             start
         });
-        let aggregates = recorder.finish(window)?;
+        let aggregates = recorder.finish(window_length)?;
         let mut summary = aggregates.summary;
         summary.abandoned = abandoned;
         summary.peak_in_flight = self.live.peak_in_flight.load(Ordering::Relaxed);
@@ -380,12 +552,7 @@ impl LoadTest {
                 max_in_flight_hits: d.cap_hits,
             }
         });
-        let models = shared
-            .models
-            .iter()
-            .cloned()
-            .zip(aggregates.models)
-            .collect();
+        let models = plan.models.iter().cloned().zip(aggregates.models).collect();
         Ok(Report {
             schema_version: SCHEMA_VERSION,
             tool: ToolInfo {
@@ -408,26 +575,50 @@ impl LoadTest {
             histograms: aggregates.histograms,
         })
     }
+}
 
-    /// Sends the warm-up requests one at a time, cycling through the models.
-    async fn warm_up(&self, upstream: &Upstream, plan: &Plan) -> WarmupSummary {
-        let started = Instant::now();
-        let mut summary = WarmupSummary::default();
-        self.live.warming.store(true, Ordering::Relaxed);
-        for i in 0..self.config.warmup {
-            let model = &plan.models[(i % plan.models.len() as u64) as usize];
-            let prompt = plan.prompts.pick(i, plan.order, plan.seed);
-            let issued = tokio::select! {
-                () = self.user.cancelled() => break,
-                r = upstream.issue(model, prompt) => r,
-            };
-            summary.requests += 1;
-            summary.failures += u64::from(issued.outcome.is_err());
-        }
-        self.live.warming.store(false, Ordering::Relaxed);
-        summary.duration_seconds = started.elapsed().as_secs_f64();
-        summary
+/// Sends the warm-up requests one at a time, cycling through the models (on lane 0).
+async fn warm_up(
+    upstream: Upstream,
+    plan: Arc<Plan>,
+    user: CancellationToken,
+    live: Arc<Live>,
+    count: u64,
+) -> WarmupSummary {
+    let started = Instant::now();
+    let mut summary = WarmupSummary::default();
+    live.warming.store(true, Ordering::Relaxed);
+    for i in 0..count {
+        let model = &plan.models[(i % plan.models.len() as u64) as usize];
+        let prompt = plan.prompts.pick(i, plan.order, plan.seed);
+        let issued = tokio::select! {
+            () = user.cancelled() => break,
+            r = upstream.issue(model, prompt) => r,
+        };
+        summary.requests += 1;
+        summary.failures += u64::from(issued.outcome.is_err());
     }
+    live.warming.store(false, Ordering::Relaxed);
+    summary.duration_seconds = started.elapsed().as_secs_f64();
+    summary
+}
+
+/// One lane's share of the timed window, run on that lane's runtime: its workers or its
+/// part of the schedule, then the drain. Returns its dispatch figures in open loop.
+async fn run_lane(lane: Arc<Lane>, job: Job) -> Option<Dispatch> {
+    let tasks = TaskTracker::new();
+    let dispatch = match job.mode {
+        Mode::Closed { workers, delay } => {
+            closed_loop(&lane, &tasks, workers, delay, job.ramp, job.stop, &job.next);
+            None
+        }
+        Mode::Open { rate, arrival, .. } => {
+            let schedule = Schedule::new(rate, arrival, job.ramp, job.seed);
+            Some(open_loop(&lane, &tasks, schedule, &job.slots, job.stop).await)
+        }
+    };
+    drain(&lane.window.abandon, &tasks, job.cutoff).await;
+    dispatch
 }
 
 fn arrival_name(a: Arrival) -> &'static str {
@@ -438,26 +629,28 @@ fn arrival_name(a: Arrival) -> &'static str {
 }
 
 /// Closed loop: each worker sends its next request when the previous one finished (plus
-/// think time). Workers start spread over the ramp. Returns once the workers are spawned.
+/// think time). Workers start spread over the ramp; this lane runs every `lanes`-th
+/// worker. Returns once the workers are spawned.
 fn closed_loop(
-    ctx: &Arc<Ctx>,
+    lane: &Arc<Lane>,
     tasks: &TaskTracker,
     workers: usize,
     delay: Duration,
     ramp: Option<Duration>,
     stop: Stop,
+    next: &Arc<AtomicU64>,
 ) {
-    let next = Arc::new(AtomicU64::new(0));
+    let start = lane.window.start;
     let deadline = match stop {
-        Stop::Duration(d) => Some(ctx.shared.start + d),
+        Stop::Duration(d) => Some(start + d),
         Stop::Requests(_) => None,
     };
-    for w in 0..workers {
-        let ctx = Arc::clone(ctx);
-        let next = Arc::clone(&next);
-        let begin = ramp.map(|r| ctx.shared.start + r.mul_f64(w as f64 / workers as f64));
+    for w in (lane.id..workers).step_by(lane.lanes) {
+        let lane = Arc::clone(lane);
+        let next = Arc::clone(next);
+        let begin = ramp.map(|r| start + r.mul_f64(w as f64 / workers as f64));
         tasks.spawn(async move {
-            let halt = &ctx.shared.halt;
+            let halt = &lane.halt;
             if let Some(at) = begin {
                 tokio::select! {
                     () = halt.cancelled() => return,
@@ -472,7 +665,7 @@ fn closed_loop(
                 if matches!(stop, Stop::Requests(n) if index >= n) {
                     break;
                 }
-                if !ctx.one(index, Instant::now()).await {
+                if !lane.one(index, Instant::now()).await {
                     break;
                 }
                 if !delay.is_zero() {
@@ -487,17 +680,20 @@ fn closed_loop(
 }
 
 /// Open loop: sends request `i` at its scheduled time whatever the server is doing, each
-/// in its own task, with at most `max_in_flight` in flight. Returns when the schedule is
-/// exhausted (count or duration) or the run halts.
+/// in its own task, with at most `slots` requests in flight across all lanes. Every lane
+/// walks the whole schedule and sends the indices that are its own. Returns when the
+/// schedule is exhausted (count or duration) or the run halts.
 async fn open_loop(
-    ctx: &Arc<Ctx>,
+    lane: &Arc<Lane>,
     tasks: &TaskTracker,
     schedule: Schedule,
-    max_in_flight: usize,
+    slots: &Arc<Semaphore>,
     stop: Stop,
 ) -> Dispatch {
-    let slots = Arc::new(Semaphore::new(max_in_flight));
-    let halt = &ctx.shared.halt;
+    let window = &lane.window;
+    let halt = &lane.halt;
+    let lanes = lane.lanes as u64;
+    let mine = lane.id as u64;
     let mut d = Dispatch::default();
     for (index, offset) in (0u64..).zip(schedule) {
         match stop {
@@ -505,7 +701,10 @@ async fn open_loop(
             Stop::Duration(limit) if offset >= limit => break,
             _ => {}
         }
-        let intended = ctx.shared.start + offset;
+        if index % lanes != mine {
+            continue;
+        }
+        let intended = window.start + offset;
         if intended > Instant::now() {
             tokio::select! {
                 () = halt.cancelled() => break,
@@ -514,26 +713,26 @@ async fn open_loop(
         } else if halt.is_cancelled() {
             break;
         }
-        let permit = if let Ok(p) = Arc::clone(&slots).try_acquire_owned() {
+        let permit = if let Ok(p) = Arc::clone(slots).try_acquire_owned() {
             p
         } else {
             d.cap_hits += 1;
             tokio::select! {
                 () = halt.cancelled() => break,
-                p = Arc::clone(&slots).acquire_owned() => match p {
+                p = Arc::clone(slots).acquire_owned() => match p {
                     Ok(p) => p,
                     Err(_) => break,
                 },
             }
         };
         let now = Instant::now();
-        lock(&ctx.shared.recorder).record_lag(now.saturating_duration_since(intended));
+        lock(&window.recorders[lane.id].0).record_lag(now.saturating_duration_since(intended));
         d.sent += 1;
         d.first_send.get_or_insert(now);
         d.last_send = Some(now);
-        let ctx = Arc::clone(ctx);
+        let lane = Arc::clone(lane);
         tasks.spawn(async move {
-            ctx.one(index, intended).await;
+            lane.one(index, intended).await;
             drop(permit);
         });
     }
@@ -541,12 +740,12 @@ async fn open_loop(
 }
 
 /// Waits for every task; past `cutoff` (timed runs), abandons what is still in flight.
-async fn drain(ctx: &Ctx, tasks: &TaskTracker, cutoff: Option<Instant>) {
+async fn drain(abandon: &CancellationToken, tasks: &TaskTracker, cutoff: Option<Instant>) {
     tasks.close();
     if let Some(cutoff) = cutoff {
         tokio::select! {
             () = tasks.wait() => return,
-            () = tokio::time::sleep_until(cutoff.into()) => ctx.abandon.cancel(),
+            () = tokio::time::sleep_until(cutoff.into()) => abandon.cancel(),
         }
     }
     tasks.wait().await;

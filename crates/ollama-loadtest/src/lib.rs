@@ -8,6 +8,12 @@
 //! with the number of requests. Results form a versioned [`Report`] that other tools read
 //! and merge. This crate is not a benchmark of the client or a traffic replayer.
 //!
+//! The requests run on engine threads, one per core by default ([`LoadTestConfig::threads`],
+//! `--threads`), each with its own single-threaded runtime, its own client and its own
+//! recorder, merged exactly at the end. The client limits in [`ClientSettings`] are split
+//! across the threads, so they remain process-wide totals; all threads share one JSONL
+//! event log and the process's metrics recorder.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use ollama_loadtest::{LoadTest, LoadTestConfig, Mode, Stop, Arrival};
@@ -29,6 +35,7 @@
 mod config;
 mod duration;
 mod engine;
+mod lanes;
 mod prompts;
 mod recorder;
 mod report;

@@ -19,6 +19,10 @@ use ollama_loadtest::{
     parse_duration_arg,
 };
 
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Load-test an Ollama (or OpenAI-compatible) server with numbers you can trust.
 #[derive(Debug, Parser)]
 #[command(name = "ollama-loadtest", version, about)]
@@ -57,6 +61,11 @@ struct Args {
     /// Most idle keep-alive connections kept.
     #[arg(long, default_value_t = 20)]
     keepalive: usize,
+    /// Engine threads [default: one per core], each with its own runtime and client; never
+    /// more than the workers (or --max-in-flight) or any client limit. --max-connections,
+    /// --keepalive and --concurrency are split across them, so the totals stay as given.
+    #[arg(long)]
+    threads: Option<usize>,
     /// Requests sampled into the report (and as many failed ones).
     #[arg(long, default_value_t = 100)]
     sample_count: usize,
@@ -261,6 +270,7 @@ impl Args {
             events_path: (!self.no_events).then(|| self.events.clone()),
             output: Some(output),
             simulated: self.sim,
+            threads: self.threads,
         };
         config.validate()?;
         Ok(config)

@@ -188,6 +188,41 @@ impl<T> Reservoir<T> {
     }
 }
 
+impl<T> Reservoir<T> {
+    /// Folds in `other`, a reservoir of the same capacity over a disjoint stream, so that
+    /// the result is a uniform sample of the union: each slot is drawn from one side with
+    /// probability proportional to the requests that side has not yet given a slot to
+    /// (a hypergeometric split), then a random kept item of that side fills it. A side's
+    /// items are a uniform sample of its stream, so a uniform subset of them is too.
+    fn merge(&mut self, mut other: Self, rng: &mut SmallRng) {
+        let total = self.seen + other.seen;
+        let mut mine = std::mem::take(&mut self.items);
+        let take = self
+            .capacity
+            .min(usize::try_from(total).unwrap_or(usize::MAX));
+        let (mut left_mine, mut left_other) = (self.seen, other.seen);
+        let mut items = Vec::with_capacity(take);
+        for _ in 0..take {
+            let from_mine = rng.random_range(0..left_mine + left_other) < left_mine;
+            let (side, left) = if from_mine {
+                (&mut mine, &mut left_mine)
+            } else {
+                (&mut other.items, &mut left_other)
+            };
+            *left -= 1;
+            // A side gives at most min(its seen, take) slots and keeps that many items, so
+            // it is never empty here; the guard only keeps an impossible case from panicking.
+            if side.is_empty() {
+                continue;
+            }
+            let j = rng.random_range(0..side.len());
+            items.push(side.swap_remove(j));
+        }
+        self.items = items;
+        self.seen = total;
+    }
+}
+
 /// A live view for progress displays.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Progress {
@@ -205,6 +240,42 @@ pub struct Progress {
     pub in_flight: u64,
     /// True while warming up.
     pub warming_up: bool,
+}
+
+/// Sums the live figures of several recorders (one per engine thread) into one
+/// [`Progress`]; the end-to-end histograms are merged, so the quantiles are those of the
+/// whole window.
+#[derive(Debug, Default)]
+pub(crate) struct ProgressSum {
+    completed: u64,
+    failures: u64,
+    e2e: Option<Track>,
+}
+
+impl ProgressSum {
+    pub(crate) fn add(&mut self, r: &Recorder) {
+        self.completed += r.completed();
+        self.failures += r.failures;
+        let e2e = &r.tracks[M::E2e as usize];
+        match &mut self.e2e {
+            Some(t) => t.merge(e2e),
+            None => self.e2e = Some(e2e.clone()),
+        }
+    }
+
+    /// The progress of a window that started at `start`.
+    pub(crate) fn progress(&self, start: Instant) -> Progress {
+        let quantile = |q| self.e2e.as_ref().and_then(|t| t.quantile(q));
+        Progress {
+            completed: self.completed,
+            failures: self.failures,
+            p50_ms: quantile(0.5),
+            p99_ms: quantile(0.99),
+            elapsed_seconds: start.elapsed().as_secs_f64(),
+            in_flight: 0,
+            warming_up: false,
+        }
+    }
 }
 
 /// The aggregate of one run's timed window.
@@ -295,30 +366,9 @@ impl Recorder {
         self.successes + self.failures
     }
 
-    pub(crate) fn failures(&self) -> u64 {
-        self.failures
-    }
-
-    pub(crate) fn server_busy(&self) -> u64 {
-        self.server_busy
-    }
-
     /// Records how late the dispatcher sent a request.
     pub(crate) fn record_lag(&mut self, lag: Duration) {
         self.track(M::ScheduleLag).record_duration(lag);
-    }
-
-    pub(crate) fn progress(&self) -> Progress {
-        let e2e = &self.tracks[M::E2e as usize];
-        Progress {
-            completed: self.completed(),
-            failures: self.failures,
-            p50_ms: e2e.quantile(0.5),
-            p99_ms: e2e.quantile(0.99),
-            elapsed_seconds: self.start.elapsed().as_secs_f64(),
-            in_flight: 0,
-            warming_up: false,
-        }
     }
 
     fn second(&mut self, at: Instant) -> &mut SecondAgg {
@@ -357,10 +407,9 @@ impl Recorder {
                 let bucket = self.second(c.finished);
                 bucket.requests += 1;
                 bucket.errors += 1;
-                let model = model_name.to_owned();
                 self.err_samples.offer(&mut self.rng, || ErrorSample {
                     index,
-                    model,
+                    model: model_name.to_owned(),
                     start_ms,
                     latency_ms: ms(e2e),
                     kind: f.kind,
@@ -478,10 +527,10 @@ impl Recorder {
         bucket.latency_max_us = bucket.latency_max_us.max(e2e_us);
         bucket.output_tokens += out.unwrap_or(0);
         let index = c.index;
-        let model = model_name.to_owned();
+        // Built only when the reservoir keeps the request: most requests are not sampled.
         self.ok_samples.offer(&mut self.rng, || RequestSample {
             index,
-            model,
+            model: model_name.to_owned(),
             start_ms,
             e2e_ms: ms(e2e),
             e2e_uncorrected_ms: ms(uncorrected),
@@ -493,6 +542,56 @@ impl Recorder {
             queue_wait_ms: queue_wait.map(ms),
             done_reason: s.done_reason,
         });
+    }
+
+    /// Folds in the recorder of another engine thread of the same window. Counters, error
+    /// breakdowns, per-model figures and the per-second series add up; histograms merge
+    /// losslessly with exact extremes and sums, so the result is what one recorder fed
+    /// every request would hold, except that the reservoir samples are a different (still
+    /// uniform) draw.
+    pub(crate) fn merge(&mut self, other: Recorder) {
+        for (mine, theirs) in self.tracks.iter_mut().zip(&other.tracks) {
+            mine.merge(theirs);
+        }
+        self.successes += other.successes;
+        self.failures += other.failures;
+        self.server_busy += other.server_busy;
+        for (kind, n) in other.errors {
+            *self.errors.entry(kind).or_default() += n;
+        }
+        for (status, n) in other.statuses {
+            *self.statuses.entry(status).or_default() += n;
+        }
+        self.output_tokens += other.output_tokens;
+        self.prompt_tokens += other.prompt_tokens;
+        self.cold_loads += other.cold_loads;
+        self.good += other.good;
+        for (mine, theirs) in self.models.iter_mut().zip(&other.models) {
+            mine.successes += theirs.successes;
+            mine.failures += theirs.failures;
+            mine.e2e.merge(&theirs.e2e);
+            mine.ttft.merge(&theirs.ttft);
+            mine.tps.merge(&theirs.tps);
+            mine.output_tokens += theirs.output_tokens;
+            mine.cold_loads += theirs.cold_loads;
+        }
+        if self.seconds.len() < other.seconds.len() {
+            self.seconds
+                .resize(other.seconds.len(), SecondAgg::default());
+        }
+        for (mine, theirs) in self.seconds.iter_mut().zip(&other.seconds) {
+            mine.requests += theirs.requests;
+            mine.errors += theirs.errors;
+            mine.latency_sum_us = mine.latency_sum_us.saturating_add(theirs.latency_sum_us);
+            mine.latency_max_us = mine.latency_max_us.max(theirs.latency_max_us);
+            mine.output_tokens += theirs.output_tokens;
+        }
+        self.last_finish = match (self.last_finish, other.last_finish) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.ok_samples.merge(other.ok_samples, &mut self.rng);
+        self.err_samples.merge(other.err_samples, &mut self.rng);
     }
 
     /// Length of the timed window: from its start to the last completion (or `until`, if
@@ -658,7 +757,7 @@ mod tests {
             };
             r.record(c, "m");
         }
-        assert_eq!(r.server_busy(), 100);
+        assert_eq!(r.server_busy, 100);
         let a = r.finish(Duration::from_secs(2)).unwrap();
         assert_eq!(a.summary.total_requests, 1000);
         assert_eq!(a.summary.failures, 100);
@@ -670,6 +769,120 @@ mod tests {
         assert_eq!(a.samples.errors.len(), 10);
         assert_eq!(a.summary.output_tokens_total, 9000);
         assert!((a.summary.requests_per_second - 500.0).abs() < 1e-9);
+    }
+
+    /// A request of a varied mix: some failures, some busy, times spread over seconds.
+    fn varied(r: &Recorder, i: u64) -> Completed {
+        let intended = r.start + Duration::from_millis(i * 7);
+        let finished = intended + Duration::from_millis(40 + i * 13 % 900);
+        let busy = i.is_multiple_of(2);
+        let outcome = if i.is_multiple_of(11) {
+            Err(Failure {
+                kind: if busy { "server_busy" } else { "timeout" }.into(),
+                status: busy.then_some(503),
+                message: "no".into(),
+                server_busy: busy,
+            })
+        } else {
+            Ok(Success {
+                output_tokens: Some(i % 50 + 2),
+                prompt_tokens: Some(7),
+                server: ServerTimings {
+                    total: Some(Duration::from_millis(30)),
+                    load: Some(Duration::from_millis(i % 3 * 100)),
+                    prompt_eval: Some(Duration::from_millis(5)),
+                    eval: Some(Duration::from_millis(20 + i % 9)),
+                },
+                done_reason: Some("stop".into()),
+                ..Success::default()
+            })
+        };
+        Completed {
+            index: i,
+            model: (i % 2) as usize,
+            intended,
+            sent: intended,
+            finished,
+            outcome,
+        }
+    }
+
+    #[test]
+    fn merged_lanes_equal_one_recorder() {
+        let start = Instant::now();
+        let slo = Some("e2e=500ms".parse().unwrap());
+        let new = |seed| Recorder::new(start, true, 2, 25, slo, seed);
+        let mut whole = new(1);
+        let mut lanes = [new(1), new(2), new(3)];
+        for i in 0..3000 {
+            let c = varied(&whole, i);
+            whole.record(c, "m");
+            whole.record_lag(Duration::from_micros(i % 97));
+            let lane = &mut lanes[(i * 7 % 3) as usize];
+            let c = varied(lane, i);
+            lane.record(c, "m");
+            lane.record_lag(Duration::from_micros(i % 97));
+        }
+        let [mut merged, b, c] = lanes;
+        merged.merge(b);
+        merged.merge(c);
+        let mut sum = ProgressSum::default();
+        sum.add(&merged);
+        assert_eq!(
+            sum.progress(start).p99_ms,
+            whole.tracks[M::E2e as usize].quantile(0.99)
+        );
+        let window = Duration::from_secs(30);
+        let (a, w) = (
+            merged.finish(window).unwrap(),
+            whole.finish(window).unwrap(),
+        );
+        assert_eq!(a.summary, w.summary);
+        assert_eq!(a.metrics, w.metrics);
+        assert_eq!(a.schedule_lag, w.schedule_lag);
+        assert_eq!(a.goodput, w.goodput);
+        assert_eq!(a.models, w.models);
+        assert_eq!(a.time_series, w.time_series);
+        assert_eq!(a.histograms, w.histograms);
+        // Samples are another uniform draw: as many, all distinct requests of the right kind.
+        assert_eq!(a.samples.requests.len(), 25);
+        assert_eq!(a.samples.errors.len(), 25);
+        let mut seen: Vec<u64> = a.samples.requests.iter().map(|s| s.index).collect();
+        seen.extend(a.samples.errors.iter().map(|s| s.index));
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 50);
+        assert!(a.samples.errors.iter().all(|s| s.index.is_multiple_of(11)));
+    }
+
+    #[test]
+    fn merged_reservoirs_sample_each_side_by_its_size() {
+        // Side a saw 900 items, side b 100: about 90% of the merged slots come from a.
+        let mut rng = SmallRng::seed_from_u64(7);
+        let mut from_a = 0;
+        for round in 0..200 {
+            let mut a = Reservoir::new(10);
+            let mut b = Reservoir::new(10);
+            for i in 0..900 {
+                a.offer(&mut rng, || (true, i));
+            }
+            for i in 0..100 {
+                b.offer(&mut rng, || (false, i));
+            }
+            a.merge(b, &mut rng);
+            assert_eq!((a.items.len(), a.seen), (10, 1000), "round {round}");
+            from_a += a.items.iter().filter(|(side, _)| *side).count();
+        }
+        assert!((1700..=1900).contains(&from_a), "{from_a} of 2000");
+        // Fewer items than the capacity: everything is kept.
+        let mut a = Reservoir::new(10);
+        let mut b = Reservoir::new(10);
+        a.offer(&mut rng, || 1);
+        b.offer(&mut rng, || 2);
+        a.merge(b, &mut rng);
+        let mut items = a.items;
+        items.sort_unstable();
+        assert_eq!(items, [1, 2]);
     }
 
     #[test]

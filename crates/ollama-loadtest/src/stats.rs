@@ -214,6 +214,19 @@ impl Track {
         self.sum += u128::from(value);
     }
 
+    /// Adds every value of `other` (a track of the same unit), keeping the extremes and
+    /// the sum exact.
+    pub(crate) fn merge(&mut self, other: &Track) {
+        // Auto-resizing makes adding infallible; should it ever fail, nothing was added
+        // and the extremes and sum stay those of the histogram.
+        if self.histogram.add(&other.histogram).is_err() {
+            return;
+        }
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.sum += other.sum;
+    }
+
     /// Records a duration in microseconds (sub-microsecond durations round down).
     pub(crate) fn record_duration(&mut self, duration: std::time::Duration) {
         self.record(u64::try_from(duration.as_micros()).unwrap_or(u64::MAX));

@@ -1,6 +1,8 @@
 //! The only module that talks to the server. Every request of a run, the warm-up and the
-//! environment probes go through one instrumented client, so a load test also produces the
-//! service's metrics and JSONL events, and the engine stays independent of the wire types.
+//! environment probes go through instrumented clients (one per engine thread, plus one for
+//! the probes) that share one JSONL event log and the process's metrics recorder, so a load
+//! test also produces the service's metrics and events, and the engine stays independent
+//! of the wire types.
 //!
 //! Timing invariant: `issue` takes its `sent` instant before handing the request to the
 //! client, so client-side waits (request and connection slots) count as latency, and it
@@ -8,8 +10,6 @@
 //! when this code got round to it.
 
 use std::time::Instant;
-
-use std::path::Path;
 
 use futures_util::Stream;
 use ollama_client::openai::{ChatCompletionChunk, ChatCompletionRequest, ChatMessage};
@@ -76,13 +76,14 @@ fn keep_alive(text: &str) -> KeepAlive {
 }
 
 impl Upstream {
-    /// Builds the client and, unless `skip_verify`, checks the server answers.
+    /// Builds the client and, unless `skip_verify`, checks the server answers; then opens
+    /// the event log if `events` names a file (so an unreachable server is reported first).
     pub(crate) async fn connect(
         settings: &ClientSettings,
         endpoint: Endpoint,
         stream: bool,
         options: &ModelOptions,
-        events: Option<&Path>,
+        events: EventsConfig,
     ) -> Result<Self, ConnectError> {
         let mut builder = Client::builder()
             .max_connections(settings.max_connections)
@@ -97,7 +98,7 @@ impl Upstream {
         }
         let client = builder.connect().await.map_err(ConnectError::Client)?;
         let telemetry = TelemetryConfig {
-            events: events.map_or(EventsConfig::Off, |p| EventsConfig::File(p.to_owned())),
+            events,
             client_type: EVENT_CLIENT_TYPE.to_owned(),
             ..TelemetryConfig::default()
         };
@@ -124,8 +125,8 @@ impl Upstream {
     }
 
     /// The JSONL event log, when events are on.
-    pub(crate) fn event_log(&self) -> Option<EventLog> {
-        self.api.event_log().cloned()
+    pub(crate) fn event_log(&self) -> Option<&EventLog> {
+        self.api.event_log()
     }
 
     /// The resolved base URL.
@@ -178,12 +179,12 @@ impl Upstream {
             .api
             .generate(self.generate_request(model, prompt))
             .await?;
-        Ok(native_success(&r))
+        Ok(native_success(r))
     }
 
     async fn chat(&self, model: &str, prompt: &str) -> Result<Success, Error> {
         let r = self.api.chat(self.chat_request(model, prompt)).await?;
-        Ok(native_success(&r))
+        Ok(native_success(r))
     }
 
     async fn embed(&self, model: &str, prompt: &str) -> Result<Success, Error> {
@@ -348,7 +349,8 @@ impl Upstream {
 trait NativeFinal {
     fn timings(&self) -> ServerTimings;
     fn counts(&self) -> (Option<u64>, Option<u64>);
-    fn done_reason(&self) -> Option<String>;
+    /// Moves the done reason out (the final chunk is not read again).
+    fn take_done_reason(&mut self) -> Option<String>;
 }
 
 macro_rules! native_final {
@@ -365,8 +367,8 @@ macro_rules! native_final {
             fn counts(&self) -> (Option<u64>, Option<u64>) {
                 (self.eval_count, self.prompt_eval_count)
             }
-            fn done_reason(&self) -> Option<String> {
-                self.done_reason.clone()
+            fn take_done_reason(&mut self) -> Option<String> {
+                self.done_reason.take()
             }
         }
     };
@@ -374,13 +376,13 @@ macro_rules! native_final {
 native_final!(GenerateResponse);
 native_final!(ChatResponse);
 
-fn native_success(r: &impl NativeFinal) -> Success {
+fn native_success(mut r: impl NativeFinal) -> Success {
     let (output, prompt) = r.counts();
     Success {
         output_tokens: output,
         prompt_tokens: prompt,
         server: r.timings(),
-        done_reason: r.done_reason(),
+        done_reason: r.take_done_reason(),
         ..Success::default()
     }
 }
@@ -420,7 +422,10 @@ where
     };
     let mut last_token: Option<Instant> = None;
     while let Some(chunk) = stream.next().await {
-        let Chunk { item, received_at } = chunk?;
+        let Chunk {
+            mut item,
+            received_at,
+        } = chunk?;
         let (token, content) = classify(&item);
         token_timing(&mut s, &mut last_token, received_at, token, content);
         if item.is_final() {
@@ -428,7 +433,7 @@ where
             s.output_tokens = output;
             s.prompt_tokens = prompt;
             s.server = item.timings();
-            s.done_reason = item.done_reason();
+            s.done_reason = item.take_done_reason();
         }
     }
     Ok(s)

@@ -308,3 +308,60 @@ async fn goodput_and_lossless_shard_merge() {
     assert!((d.min - a.min.min(b.min)).abs() / d.min < 0.002, "{d:?}");
     assert!(d.p50 >= a.min.min(b.min) && d.p50 <= a.max.max(b.max));
 }
+
+/// Three engine threads split the work without losing or adding a request: a request
+/// count is sent exactly, and the open-loop schedule is kept with every index sent once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_threads_split_the_work_exactly() {
+    let sim = sim(
+        vec![ollama_sim::ModelSpec::instant("m")],
+        8,
+        1.0,
+        FaultPlan::none(),
+    )
+    .await;
+    let mut c = config(&sim, "m");
+    c.threads = Some(3);
+    c.mode = Mode::Closed {
+        workers: 7,
+        delay: Duration::ZERO,
+    };
+    c.stop = Stop::Requests(1001);
+    c.sample_count = 2000;
+    let r = run(c).await.unwrap();
+    assert_eq!(r.summary.total_requests, 1001);
+    assert_eq!(r.summary.successes, 1001);
+    assert_eq!(r.histogram("e2e").unwrap().unwrap().len(), 1001);
+    // With room for every request, the merged sample holds each index once.
+    let mut indices: Vec<u64> = r.samples.requests.iter().map(|s| s.index).collect();
+    indices.sort_unstable();
+    assert_eq!(indices, (0..1001).collect::<Vec<u64>>());
+    assert_eq!(r.time_series.iter().map(|s| s.requests).sum::<u64>(), 1001);
+
+    let mut c = config(&sim, "m");
+    c.threads = Some(3);
+    c.mode = Mode::Open {
+        rate: 300.0,
+        arrival: ollama_loadtest::Arrival::Poisson,
+        max_in_flight: 1000,
+    };
+    c.stop = Stop::Requests(500);
+    c.sample_count = 1000;
+    c.seed = 3;
+    let r = run(c).await.unwrap();
+    sim.shutdown().await;
+    let o = r.open_loop.clone().unwrap();
+    assert_eq!(o.sent, 500);
+    assert_eq!(r.summary.total_requests, 500);
+    let mut indices: Vec<u64> = r.samples.requests.iter().map(|s| s.index).collect();
+    indices.sort_unstable();
+    assert_eq!(indices, (0..500).collect::<Vec<u64>>());
+    within("achieved rate", o.achieved_rate, 240.0, 360.0);
+    within(
+        "schedule lag p99",
+        o.schedule_lag_ms.as_ref().unwrap().p99,
+        0.0,
+        25.0,
+    );
+    assert_eq!(o.schedule_lag_ms.as_ref().unwrap().count, 500);
+}
