@@ -31,6 +31,12 @@ use ollama_telemetry::{
 };
 use serde_json::{Value, json};
 
+// The same allocator as the `ollama-loadtest` binary, so that the bare loop, the client
+// and the load tester differ only in their own code.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The model every non-streamed request names (the instant sim serves it).
 const MODEL: &str = "llama3.2:latest";
 /// The prompt `ollama-loadtest` sends by default, so every tool sends the same body.
