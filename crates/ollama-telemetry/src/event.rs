@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use crate::line::{EventFields, Text};
+use crate::line::{EventFields, Head, Text};
 
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -107,15 +107,17 @@ impl RequestEvent {
     /// The event's values for the JSONL line writer.
     pub(crate) fn fields(&self) -> EventFields<'_> {
         EventFields {
-            event: Text::Escape(&self.event),
-            timestamp: Text::Escape(&self.timestamp),
-            request_id: Text::Escape(&self.request_id),
+            head: Head::Escape {
+                event: &self.event,
+                timestamp: &self.timestamp,
+                request_id: &self.request_id,
+            },
             client_type: Text::Escape(&self.client_type),
             operation: Text::Escape(&self.operation),
             endpoint: Text::Escape(&self.endpoint),
             model: self.model.as_deref(),
             stream: self.stream,
-            status: Text::Escape(&self.status),
+            status: Some(Text::Escape(&self.status)),
             outcome: self.outcome,
             latency_ms: self.latency_ms,
             ttft_ms: self.ttft_ms,

@@ -17,7 +17,7 @@
 //! go through the same writer.
 
 use std::fs::{self, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
@@ -38,8 +38,12 @@ pub const DEFAULT_EVENT_QUEUE_CAPACITY: usize = 16_384;
 /// not. It bounds how late a line reaches the sink (and how long `flush` may wait).
 const BATCH_WINDOW: Duration = Duration::from_millis(10);
 
-/// Size of the writer's buffer in front of the sink.
+/// Size of the writer's buffer in front of the sink: it is written out once it holds this
+/// much.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Room past `WRITE_BUFFER_BYTES` for the line that crosses it (longer lines grow it).
+const LINE_SLACK_BYTES: usize = 4 * 1024;
 
 /// A handle to a background JSONL event writer. Cheap to clone; all clones share one queue
 /// and one writer thread. The writer flushes and stops when [`EventLog::shutdown`] is
@@ -221,28 +225,24 @@ impl Drop for Shared {
 }
 
 fn run_writer<W: Write>(rx: &Receiver<Message>, sink: W, counters: &Counters) {
-    let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, sink);
-    let mut line = Vec::with_capacity(1024);
+    let mut out = Output {
+        sink,
+        buffer: Vec::with_capacity(WRITE_BUFFER_BYTES + LINE_SLACK_BYTES),
+    };
     let mut format = EventFormat::new();
-    let mut handle = |message: Message, out: &mut BufWriter<W>| -> bool {
+    let mut handle = |message: Message, out: &mut Output<W>| -> bool {
         match message {
-            Message::Event(event) => {
-                line.clear();
-                let written = event.fields().write(&mut line);
-                write_line(out, &mut line, written, counters);
-            }
+            Message::Event(event) => out.line(counters, |buf| event.fields().write(buf)),
             Message::Finished(finished) => {
-                line.clear();
-                let written = finished.write(&mut line, &mut format);
-                write_line(out, &mut line, written, counters);
+                out.line(counters, |buf| finished.write(buf, &mut format));
             }
             Message::Flush(ack) => {
-                flush_sink(out, counters);
+                out.flush(counters);
                 // The caller may have given up waiting; then nobody needs the answer.
                 let _ = ack.send(());
             }
             Message::Shutdown => {
-                flush_sink(out, counters);
+                out.flush(counters);
                 return false;
             }
         }
@@ -265,12 +265,12 @@ fn run_writer<W: Write>(rx: &Receiver<Message>, sink: W, counters: &Counters) {
                     }
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
-                        flush_sink(&mut out, counters);
+                        out.flush(counters);
                         return;
                     }
                 }
             }
-            flush_sink(&mut out, counters);
+            out.flush(counters);
             std::thread::sleep(BATCH_WINDOW);
             match rx.try_recv() {
                 Ok(message) => {
@@ -284,32 +284,53 @@ fn run_writer<W: Write>(rx: &Receiver<Message>, sink: W, counters: &Counters) {
         }
     }
     // Every sender is gone (cannot happen while `Shared` lives, but be safe): flush and end.
-    flush_sink(&mut out, counters);
+    out.flush(counters);
 }
 
-/// Ends the line serialised into `line` and hands it to the sink's buffer: events are
-/// serialised apart first, so the sink only ever receives whole lines.
-fn write_line<W: Write>(
-    out: &mut BufWriter<W>,
-    line: &mut Vec<u8>,
-    serialised: std::io::Result<()>,
-    counters: &Counters,
-) {
-    let written = serialised.and_then(|()| {
-        line.push(b'\n');
-        out.write_all(line)
-    });
-    match written {
-        Ok(()) => {
+/// The sink and the buffer in front of it. Lines are serialised straight into the buffer
+/// (no copy of each line), and the buffer goes to the sink in large writes that hold only
+/// whole lines.
+struct Output<W> {
+    sink: W,
+    buffer: Vec<u8>,
+}
+
+impl<W: Write> Output<W> {
+    /// Appends one line made by `serialise`; a line that fails to serialise is taken back
+    /// out whole and counted as a write error.
+    fn line(
+        &mut self,
+        counters: &Counters,
+        serialise: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>,
+    ) {
+        let start = self.buffer.len();
+        if serialise(&mut self.buffer).is_ok() {
+            self.buffer.push(b'\n');
             counters.written.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.buffer.truncate(start);
+            count_write_error(counters);
         }
-        Err(_) => count_write_error(counters),
+        if self.buffer.len() >= WRITE_BUFFER_BYTES {
+            self.write_out(counters);
+        }
     }
-}
 
-fn flush_sink<W: Write>(out: &mut BufWriter<W>, counters: &Counters) {
-    if out.flush().is_err() {
-        count_write_error(counters);
+    /// Hands the buffered lines to the sink.
+    fn write_out(&mut self, counters: &Counters) {
+        if !self.buffer.is_empty() {
+            if self.sink.write_all(&self.buffer).is_err() {
+                count_write_error(counters);
+            }
+            self.buffer.clear();
+        }
+    }
+
+    fn flush(&mut self, counters: &Counters) {
+        self.write_out(counters);
+        if self.sink.flush().is_err() {
+            count_write_error(counters);
+        }
     }
 }
 

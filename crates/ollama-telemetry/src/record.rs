@@ -33,7 +33,7 @@ use crate::config::{EventsConfig, TelemetryConfig};
 use crate::error::TelemetryError;
 use crate::event::Outcome;
 use crate::event_log::EventLog;
-use crate::line::{EventFields, Text, TimestampFormat, escaped, push_decimal};
+use crate::line::{EventFields, Head, Text, TimestampFormat, escaped};
 use crate::series::{Endpoint, ModelRegistry, ModelSeries};
 
 /// What one [`InstrumentedClient`](crate::InstrumentedClient) shares with its requests.
@@ -141,14 +141,12 @@ pub(crate) struct FinishedRequest {
 /// The writer thread's reused formatting state.
 pub(crate) struct EventFormat {
     timestamps: TimestampFormat,
-    request_id: String,
 }
 
 impl EventFormat {
     pub(crate) fn new() -> Self {
         Self {
             timestamps: TimestampFormat::new(),
-            request_id: String::with_capacity(32),
         }
     }
 }
@@ -157,19 +155,15 @@ impl FinishedRequest {
     /// Appends the event's JSON object to `out`: the same bytes as serialising the
     /// `RequestEvent` the tracker used to build.
     pub(crate) fn write(&self, out: &mut Vec<u8>, format: &mut EventFormat) -> io::Result<()> {
-        let EventFormat {
-            timestamps,
-            request_id,
-        } = format;
-        request_id.clear();
-        request_id.push_str(&self.source.id_prefix);
-        push_decimal(request_id, self.number);
         let r = &self.report;
         let failure = self.failure.as_ref();
         EventFields {
-            event: Text::Verbatim("ollama_request"),
-            timestamp: Text::Verbatim(timestamps.format(self.finished_at)),
-            request_id: Text::Verbatim(request_id),
+            head: Head::Finished {
+                timestamps: &mut format.timestamps,
+                at: self.finished_at,
+                id_prefix: &self.source.id_prefix,
+                number: self.number,
+            },
             client_type: Text::Verbatim(&self.source.client_type_json),
             operation: Text::Verbatim(self.operation),
             endpoint: Text::Verbatim(self.endpoint.path()),
@@ -179,7 +173,7 @@ impl FinishedRequest {
                 EventModel::Owned(name) => Some(name),
             },
             stream: self.stream,
-            status: Text::Verbatim(self.outcome.as_str()),
+            status: None,
             outcome: self.outcome,
             latency_ms: ms(self.latency),
             ttft_ms: self.ttft.map(ms),
