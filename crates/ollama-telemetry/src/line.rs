@@ -212,6 +212,7 @@ impl EventFields<'_> {
 
 /// `key_null` is a key followed by `null`: written whole when the value is absent, else
 /// up to the `null`, followed by the value.
+#[inline]
 fn key_of(key_null: &[u8]) -> &[u8] {
     key_null
         .get(..key_null.len().saturating_sub(b"null".len()))
@@ -228,6 +229,7 @@ fn float(out: &mut Vec<u8>, v: f64) -> io::Result<()> {
     }
 }
 
+#[inline]
 fn opt_float(out: &mut Vec<u8>, key_null: &[u8], v: Option<f64>) -> io::Result<()> {
     if let Some(v) = v {
         out.extend_from_slice(key_of(key_null));
@@ -238,6 +240,7 @@ fn opt_float(out: &mut Vec<u8>, key_null: &[u8], v: Option<f64>) -> io::Result<(
     }
 }
 
+#[inline]
 fn opt_integer(out: &mut Vec<u8>, key_null: &[u8], v: Option<u64>) -> io::Result<()> {
     if let Some(v) = v {
         out.extend_from_slice(key_of(key_null));
