@@ -11,8 +11,8 @@
 //! allocating and formatting: metric handles are cached per (model, endpoint), the request
 //! id is formatted only when a tracing subscriber wants the span (and by the event writer
 //! for the event), the model name is the series label rather than a copy, common
-//! `done_reason` values are static, and the event leaves as one boxed [`FinishedRequest`]
-//! that the writer thread formats.
+//! `done_reason` values are static, and the event leaves as one [`FinishedRequest`], moved
+//! into the writer's queue (no allocation of its own), that the writer thread formats.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -599,10 +599,10 @@ impl Tracker {
         tokens_per_second: Option<f64>,
         queue_wait: Option<Duration>,
         failure: Option<Failure>,
-    ) -> Box<FinishedRequest> {
+    ) -> FinishedRequest {
         let report = std::mem::take(&mut self.report);
         let info = &mut self.info;
-        Box::new(FinishedRequest {
+        FinishedRequest {
             source: Arc::clone(&self.recorder.source),
             number: self.number,
             finished_at: SystemTime::now(),
@@ -624,7 +624,7 @@ impl Tracker {
             options: info.options.take(),
             prompt: info.prompt.take(),
             failure,
-        })
+        }
     }
 }
 
