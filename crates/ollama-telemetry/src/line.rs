@@ -55,7 +55,7 @@ pub(crate) struct EventFields<'a> {
     pub(crate) client_type: Text<'a>,
     pub(crate) operation: Text<'a>,
     pub(crate) endpoint: Text<'a>,
-    pub(crate) model: Option<&'a str>,
+    pub(crate) model: Option<Text<'a>>,
     pub(crate) stream: bool,
     /// `None`: the outcome's own text (what an `InstrumentedClient` writes).
     pub(crate) status: Option<Text<'a>>,
@@ -72,7 +72,7 @@ pub(crate) struct EventFields<'a> {
     pub(crate) prompt_eval_count: Option<u64>,
     pub(crate) generation_eval_count: Option<u64>,
     pub(crate) tokens_per_second: Option<f64>,
-    pub(crate) done_reason: Option<&'a str>,
+    pub(crate) done_reason: Option<Text<'a>>,
     pub(crate) options: Option<&'a Value>,
     pub(crate) prompt: Option<&'a str>,
     pub(crate) error_type: Option<&'a str>,
@@ -127,7 +127,7 @@ impl EventFields<'_> {
         body(out, self.endpoint);
         if let Some(model) = self.model {
             out.extend_from_slice(b"\",\"model\":\"");
-            string_body(out, model);
+            body(out, model);
             out.extend_from_slice(b"\",\"stream\":");
         } else {
             out.extend_from_slice(b"\",\"model\":null,\"stream\":");
@@ -179,7 +179,7 @@ impl EventFields<'_> {
         opt_float(out, b",\"tokens_per_second\":null", self.tokens_per_second)?;
         if let Some(reason) = self.done_reason {
             out.extend_from_slice(b",\"done_reason\":\"");
-            string_body(out, reason);
+            body(out, reason);
             out.extend_from_slice(b"\",\"options\":");
         } else {
             out.extend_from_slice(b",\"done_reason\":null,\"options\":");

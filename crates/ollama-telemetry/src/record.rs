@@ -80,6 +80,8 @@ pub(crate) struct ServerReport {
     pub(crate) prompt_eval: Option<Duration>,
     pub(crate) eval_count: Option<u64>,
     pub(crate) eval: Option<Duration>,
+    /// Borrowed only as one of the static words of [`done_reason`], which need no JSON
+    /// escape: the event writer copies them as they are.
     pub(crate) done_reason: Option<Cow<'static, str>>,
 }
 
@@ -169,8 +171,8 @@ impl FinishedRequest {
             endpoint: Text::Verbatim(self.endpoint.path()),
             model: match &self.model {
                 EventModel::None => None,
-                EventModel::Label => Some(self.series.label()),
-                EventModel::Owned(name) => Some(name),
+                EventModel::Label => Some(Text::Verbatim(self.series.label_json())),
+                EventModel::Owned(name) => Some(Text::Escape(name)),
             },
             stream: self.stream,
             status: None,
@@ -187,7 +189,11 @@ impl FinishedRequest {
             prompt_eval_count: r.prompt_eval_count,
             generation_eval_count: r.eval_count,
             tokens_per_second: self.tokens_per_second,
-            done_reason: r.done_reason.as_deref(),
+            // The values `done_reason` keeps static are plain words.
+            done_reason: r.done_reason.as_ref().map(|reason| match reason {
+                Cow::Borrowed(word) => Text::Verbatim(word),
+                Cow::Owned(other) => Text::Escape(other),
+            }),
             options: self.options.as_ref(),
             prompt: self.prompt.as_deref(),
             error_type: failure.map(|f| f.kind),
