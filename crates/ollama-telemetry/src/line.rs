@@ -274,9 +274,9 @@ fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// The content of a JSON string (without its quotes) with serde_json's escapes: `\"`, `\\`, the short forms `\b \f \n \r \t`,
-/// and `\u00xx` (lower-case hex) for the other control characters; everything else,
-/// including DEL and non-ASCII, as is.
+/// The content of a JSON string (without its quotes) with serde_json's escapes: `\"`,
+/// `\\`, the short forms `\b \f \n \r \t`, and `\u00xx` (lower-case hex) for the other
+/// control characters; everything else, including DEL and non-ASCII, as is.
 fn string_body(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
