@@ -410,7 +410,18 @@ impl InstrumentedClient {
     /// Records the prompt's length, and its text only when the caller opted in. Several
     /// texts (chat messages, embed inputs) are joined by newlines.
     fn set_prompt(&self, info: &mut RequestInfo, texts: &[&str]) {
-        let chars: usize = texts.iter().map(|t| t.chars().count()).sum();
+        // Prompts are mostly ASCII, where characters are bytes: a word-at-a-time check
+        // instead of counting UTF-8 sequence starts.
+        let chars: usize = texts
+            .iter()
+            .map(|t| {
+                if t.is_ascii() {
+                    t.len()
+                } else {
+                    t.chars().count()
+                }
+            })
+            .sum();
         info.prompt_chars = Some(chars as u64);
         if self.recorder.log_prompts() {
             info.prompt = Some(texts.join("\n"));

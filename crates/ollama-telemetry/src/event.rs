@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use crate::line::{EventFields, Text};
+use crate::line::{EventFields, Head, Text};
 
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -107,15 +107,17 @@ impl RequestEvent {
     /// The event's values for the JSONL line writer.
     pub(crate) fn fields(&self) -> EventFields<'_> {
         EventFields {
-            event: Text::Escape(&self.event),
-            timestamp: Text::Escape(&self.timestamp),
-            request_id: Text::Escape(&self.request_id),
+            head: Head::Escape {
+                event: &self.event,
+                timestamp: &self.timestamp,
+                request_id: &self.request_id,
+            },
             client_type: Text::Escape(&self.client_type),
             operation: Text::Escape(&self.operation),
             endpoint: Text::Escape(&self.endpoint),
-            model: self.model.as_deref(),
+            model: self.model.as_deref().map(Text::Escape),
             stream: self.stream,
-            status: Text::Escape(&self.status),
+            status: Some(Text::Escape(&self.status)),
             outcome: self.outcome,
             latency_ms: self.latency_ms,
             ttft_ms: self.ttft_ms,
@@ -129,7 +131,7 @@ impl RequestEvent {
             prompt_eval_count: self.prompt_eval_count,
             generation_eval_count: self.generation_eval_count,
             tokens_per_second: self.tokens_per_second,
-            done_reason: self.done_reason.as_deref(),
+            done_reason: self.done_reason.as_deref().map(Text::Escape),
             options: self.options.as_ref(),
             prompt: self.prompt.as_deref(),
             error_type: self.error_type.as_deref(),

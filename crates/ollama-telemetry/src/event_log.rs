@@ -1,10 +1,11 @@
 //! The background JSONL writer.
 //!
-//! The request path must never wait for a disk, so recording an event is a `try_send` into
-//! a bounded queue; when the queue is full the event is dropped and counted
-//! (`ollama_client_events_dropped_total`). One dedicated thread owns the sink and is the
-//! only writer, which is what keeps every line one whole JSON object however many requests
-//! run at once. The thread drains whatever is queued, then flushes its buffer to the sink,
+//! The request path must never wait for a disk, so recording an event is a push into a
+//! bounded queue (a vector behind a lock, which the writer swaps out whole per batch: one
+//! short lock per event and no allocation); when the queue is full the event is dropped and
+//! counted (`ollama_client_events_dropped_total`). One dedicated thread owns the sink and is
+//! the only writer, which is what keeps every line one whole JSON object however many
+//! requests run at once. The thread drains whatever is queued, then flushes its buffer to the sink,
 //! so lines reach the file in bursts rather than one write per event; while busy it sleeps
 //! a short window between bursts, so senders do not wake it once per event.
 //!
@@ -17,11 +18,11 @@
 //! go through the same writer.
 
 use std::fs::{self, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -38,8 +39,12 @@ pub const DEFAULT_EVENT_QUEUE_CAPACITY: usize = 16_384;
 /// not. It bounds how late a line reaches the sink (and how long `flush` may wait).
 const BATCH_WINDOW: Duration = Duration::from_millis(10);
 
-/// Size of the writer's buffer in front of the sink.
+/// Size of the writer's buffer in front of the sink: it is written out once it holds this
+/// much.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Room past `WRITE_BUFFER_BYTES` for the line that crosses it (longer lines grow it).
+const LINE_SLACK_BYTES: usize = 4 * 1024;
 
 /// A handle to a background JSONL event writer. Cheap to clone; all clones share one queue
 /// and one writer thread. The writer flushes and stops when [`EventLog::shutdown`] is
@@ -62,11 +67,16 @@ pub struct EventLogStats {
     pub write_errors: u64,
 }
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "finished requests are nearly every message; inline, queuing one allocates nothing"
+)]
 enum Message {
     /// An event built by a caller.
     Event(Box<RequestEvent>),
-    /// A request finished by an `InstrumentedClient`, formatted by the writer.
-    Finished(Box<FinishedRequest>),
+    /// A request finished by an `InstrumentedClient`, formatted by the writer. Not boxed:
+    /// the queue's vector is its storage, so queuing one allocates nothing.
+    Finished(FinishedRequest),
     /// Write out everything queued before this message, then answer.
     Flush(SyncSender<()>),
     /// Write out everything queued before this message, then stop.
@@ -81,8 +91,79 @@ struct Counters {
     write_errors: AtomicU64,
 }
 
+/// The queue between the request path and the writer: a vector behind a lock. A sender
+/// pushes under the lock (one uncontended lock, no allocation once the vector has grown);
+/// the writer swaps the whole vector for its empty one and works through the batch without
+/// the lock, so the two vectors' storage is reused batch after batch.
+struct Queue {
+    state: Mutex<QueueState>,
+    /// Signalled when something arrives while the writer waits.
+    arrived: Condvar,
+    /// Events the queue holds before new ones are dropped (control messages always fit).
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct QueueState {
+    messages: Vec<Message>,
+    /// Events (not control messages) in `messages`.
+    events: usize,
+    /// The writer is blocked on `arrived`, so the next sender has to wake it.
+    writer_waiting: bool,
+    /// The writer has stopped: nothing more is taken.
+    closed: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `message`; an event only when there is room. `false` when not taken.
+    fn push(&self, message: Message, is_event: bool) -> bool {
+        let mut state = self.lock();
+        if state.closed || (is_event && state.events >= self.capacity) {
+            return false;
+        }
+        state.messages.push(message);
+        state.events += usize::from(is_event);
+        let wake = std::mem::take(&mut state.writer_waiting);
+        drop(state);
+        if wake {
+            self.arrived.notify_one();
+        }
+        true
+    }
+
+    /// Swaps what is queued into `batch` (empty), waiting for something when `block`.
+    fn take(&self, batch: &mut Vec<Message>, block: bool) {
+        let mut state = self.lock();
+        while block && state.messages.is_empty() {
+            state.writer_waiting = true;
+            state = self
+                .arrived
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        state.writer_waiting = false;
+        std::mem::swap(&mut state.messages, batch);
+        state.events = 0;
+    }
+
+    /// The writer has stopped (or died): refuse what comes, and drop what is left, which
+    /// also answers waiting `flush` calls with an error.
+    fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        state.events = 0;
+        let left = std::mem::take(&mut state.messages);
+        drop(state);
+        drop(left);
+    }
+}
+
 struct Shared {
-    tx: SyncSender<Message>,
+    queue: Arc<Queue>,
     counters: Arc<Counters>,
     /// `Some` until the writer has been stopped and joined.
     worker: Mutex<Option<JoinHandle<()>>>,
@@ -119,16 +200,25 @@ impl EventLog {
                 "event queue capacity must be at least 1".to_owned(),
             ));
         }
-        let (tx, rx) = mpsc::sync_channel(capacity);
+        let queue = Arc::new(Queue {
+            state: Mutex::new(QueueState::default()),
+            arrived: Condvar::new(),
+            capacity,
+        });
         let counters = Arc::new(Counters::default());
+        let worker_queue = Arc::clone(&queue);
         let worker_counters = Arc::clone(&counters);
         let worker = std::thread::Builder::new()
             .name("ollama-telemetry-events".to_owned())
-            .spawn(move || run_writer(&rx, sink, &worker_counters))
+            .spawn(move || {
+                // Closes the queue however the writer ends, a panic included.
+                let _closing = Closing(&worker_queue);
+                run_writer(&worker_queue, sink, &worker_counters);
+            })
             .map_err(TelemetryError::SpawnWriter)?;
         Ok(Self {
             shared: Arc::new(Shared {
-                tx,
+                queue,
                 counters,
                 worker: Mutex::new(Some(worker)),
             }),
@@ -142,21 +232,18 @@ impl EventLog {
     }
 
     /// Queues a request finished by an `InstrumentedClient`, like [`EventLog::record`].
-    pub(crate) fn record_finished(&self, finished: Box<FinishedRequest>) -> bool {
+    pub(crate) fn record_finished(&self, finished: FinishedRequest) -> bool {
         self.send(Message::Finished(finished))
     }
 
     fn send(&self, message: Message) -> bool {
-        match self.shared.tx.try_send(message) {
-            Ok(()) => {
-                self.shared.counters.queued.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!(EVENTS_DROPPED_TOTAL).increment(1);
-                false
-            }
+        if self.shared.queue.push(message, true) {
+            self.shared.counters.queued.fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(EVENTS_DROPPED_TOTAL).increment(1);
+            false
         }
     }
 
@@ -164,10 +251,9 @@ impl EventLog {
     /// From async code, call it where blocking is allowed (e.g. `spawn_blocking`).
     pub fn flush(&self) -> Result<(), TelemetryError> {
         let (ack_tx, ack_rx) = mpsc::sync_channel(1);
-        self.shared
-            .tx
-            .send(Message::Flush(ack_tx))
-            .map_err(|_| TelemetryError::EventLogClosed)?;
+        if !self.shared.queue.push(Message::Flush(ack_tx), false) {
+            return Err(TelemetryError::EventLogClosed);
+        }
         ack_rx.recv().map_err(|_| TelemetryError::EventLogClosed)
     }
 
@@ -205,9 +291,9 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some(worker) = worker {
-            // A blocking send: the queue may be full, and the writer is draining it. If the
-            // writer is already gone the send fails, and there is nothing left to flush.
-            let _ = self.tx.send(Message::Shutdown);
+            // Control messages always fit. If the writer is already gone the push is
+            // refused, and there is nothing left to flush.
+            self.queue.push(Message::Shutdown, false);
             // A panicking writer has nothing more to flush; its panic is not ours to spread.
             let _ = worker.join();
         }
@@ -220,96 +306,99 @@ impl Drop for Shared {
     }
 }
 
-fn run_writer<W: Write>(rx: &Receiver<Message>, sink: W, counters: &Counters) {
-    let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, sink);
-    let mut line = Vec::with_capacity(1024);
-    let mut format = EventFormat::new();
-    let mut handle = |message: Message, out: &mut BufWriter<W>| -> bool {
-        match message {
-            Message::Event(event) => {
-                line.clear();
-                let written = event.fields().write(&mut line);
-                write_line(out, &mut line, written, counters);
-            }
-            Message::Finished(finished) => {
-                line.clear();
-                let written = finished.write(&mut line, &mut format);
-                write_line(out, &mut line, written, counters);
-            }
-            Message::Flush(ack) => {
-                flush_sink(out, counters);
-                // The caller may have given up waiting; then nobody needs the answer.
-                let _ = ack.send(());
-            }
-            Message::Shutdown => {
-                flush_sink(out, counters);
-                return false;
-            }
-        }
-        true
+/// Closes the queue when the writer thread ends, however it ends.
+struct Closing<'a>(&'a Queue);
+
+impl Drop for Closing<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+fn run_writer<W: Write>(queue: &Queue, sink: W, counters: &Counters) {
+    let mut out = Output {
+        sink,
+        buffer: Vec::with_capacity(WRITE_BUFFER_BYTES + LINE_SLACK_BYTES),
     };
+    let mut format = EventFormat::new();
+    let mut batch = Vec::new();
     // Idle: block until something arrives (the only time a sender has to wake this thread).
-    while let Ok(first) = rx.recv() {
-        if !handle(first, &mut out) {
-            return;
+    // Busy: after each batch, flush, then let the next batch build up for a while instead
+    // of being woken by every event; go back to blocking once a window brings nothing.
+    let mut block = true;
+    loop {
+        queue.take(&mut batch, block);
+        if batch.is_empty() {
+            block = true;
+            continue;
         }
-        // Busy: drain, flush, then let a batch build up for a while instead of being woken
-        // by every event; go back to blocking once a window brings nothing.
-        loop {
-            loop {
-                match rx.try_recv() {
-                    Ok(message) => {
-                        if !handle(message, &mut out) {
-                            return;
-                        }
-                    }
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        flush_sink(&mut out, counters);
-                        return;
-                    }
+        for message in batch.drain(..) {
+            match message {
+                Message::Event(event) => out.line(counters, |buf| event.fields().write(buf)),
+                Message::Finished(finished) => {
+                    out.line(counters, |buf| finished.write(buf, &mut format));
+                }
+                Message::Flush(ack) => {
+                    out.flush(counters);
+                    // The caller may have given up waiting; then nobody needs the answer.
+                    let _ = ack.send(());
+                }
+                Message::Shutdown => {
+                    out.flush(counters);
+                    return;
                 }
             }
-            flush_sink(&mut out, counters);
-            std::thread::sleep(BATCH_WINDOW);
-            match rx.try_recv() {
-                Ok(message) => {
-                    if !handle(message, &mut out) {
-                        return;
-                    }
-                }
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => return,
-            }
         }
+        out.flush(counters);
+        std::thread::sleep(BATCH_WINDOW);
+        block = false;
     }
-    // Every sender is gone (cannot happen while `Shared` lives, but be safe): flush and end.
-    flush_sink(&mut out, counters);
 }
 
-/// Ends the line serialised into `line` and hands it to the sink's buffer: events are
-/// serialised apart first, so the sink only ever receives whole lines.
-fn write_line<W: Write>(
-    out: &mut BufWriter<W>,
-    line: &mut Vec<u8>,
-    serialised: std::io::Result<()>,
-    counters: &Counters,
-) {
-    let written = serialised.and_then(|()| {
-        line.push(b'\n');
-        out.write_all(line)
-    });
-    match written {
-        Ok(()) => {
+/// The sink and the buffer in front of it. Lines are serialised straight into the buffer
+/// (no copy of each line), and the buffer goes to the sink in large writes that hold only
+/// whole lines.
+struct Output<W> {
+    sink: W,
+    buffer: Vec<u8>,
+}
+
+impl<W: Write> Output<W> {
+    /// Appends one line made by `serialise`; a line that fails to serialise is taken back
+    /// out whole and counted as a write error.
+    fn line(
+        &mut self,
+        counters: &Counters,
+        serialise: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>,
+    ) {
+        let start = self.buffer.len();
+        if serialise(&mut self.buffer).is_ok() {
+            self.buffer.push(b'\n');
             counters.written.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.buffer.truncate(start);
+            count_write_error(counters);
         }
-        Err(_) => count_write_error(counters),
+        if self.buffer.len() >= WRITE_BUFFER_BYTES {
+            self.write_out(counters);
+        }
     }
-}
 
-fn flush_sink<W: Write>(out: &mut BufWriter<W>, counters: &Counters) {
-    if out.flush().is_err() {
-        count_write_error(counters);
+    /// Hands the buffered lines to the sink.
+    fn write_out(&mut self, counters: &Counters) {
+        if !self.buffer.is_empty() {
+            if self.sink.write_all(&self.buffer).is_err() {
+                count_write_error(counters);
+            }
+            self.buffer.clear();
+        }
+    }
+
+    fn flush(&mut self, counters: &Counters) {
+        self.write_out(counters);
+        if self.sink.flush().is_err() {
+            count_write_error(counters);
+        }
     }
 }
 

@@ -5,8 +5,8 @@
 //! records metrics through the `metrics` facade (names in [`catalog`]), runs inside a
 //! `tracing` span, and queues one event on an [`EventLog`], whose background thread writes
 //! it to `logs/requests.jsonl` as the JSON of a [`RequestEvent`] without ever blocking the
-//! request. The per-request work is kept to counters, cached metric handles and one boxed
-//! record; formatting happens on the writer thread (see `event_log`). Streams are
+//! request. The per-request work is kept to counters, cached metric handles and one record
+//! moved into the event queue; formatting happens on the writer thread (see `event_log`). Streams are
 //! measured to their end: time to first token, gaps between tokens, server-reported speed,
 //! and a stream dropped early is recorded as `abandoned`.
 //!

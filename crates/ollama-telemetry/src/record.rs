@@ -11,8 +11,8 @@
 //! allocating and formatting: metric handles are cached per (model, endpoint), the request
 //! id is formatted only when a tracing subscriber wants the span (and by the event writer
 //! for the event), the model name is the series label rather than a copy, common
-//! `done_reason` values are static, and the event leaves as one boxed [`FinishedRequest`]
-//! that the writer thread formats.
+//! `done_reason` values are static, and the event leaves as one [`FinishedRequest`], moved
+//! into the writer's queue (no allocation of its own), that the writer thread formats.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -33,7 +33,7 @@ use crate::config::{EventsConfig, TelemetryConfig};
 use crate::error::TelemetryError;
 use crate::event::Outcome;
 use crate::event_log::EventLog;
-use crate::line::{EventFields, Text, TimestampFormat, escaped, push_decimal};
+use crate::line::{EventFields, Head, Text, TimestampFormat, escaped};
 use crate::series::{Endpoint, ModelRegistry, ModelSeries};
 
 /// What one [`InstrumentedClient`](crate::InstrumentedClient) shares with its requests.
@@ -80,6 +80,8 @@ pub(crate) struct ServerReport {
     pub(crate) prompt_eval: Option<Duration>,
     pub(crate) eval_count: Option<u64>,
     pub(crate) eval: Option<Duration>,
+    /// Borrowed only as one of the static words of [`done_reason`], which need no JSON
+    /// escape: the event writer copies them as they are.
     pub(crate) done_reason: Option<Cow<'static, str>>,
 }
 
@@ -141,14 +143,12 @@ pub(crate) struct FinishedRequest {
 /// The writer thread's reused formatting state.
 pub(crate) struct EventFormat {
     timestamps: TimestampFormat,
-    request_id: String,
 }
 
 impl EventFormat {
     pub(crate) fn new() -> Self {
         Self {
             timestamps: TimestampFormat::new(),
-            request_id: String::with_capacity(32),
         }
     }
 }
@@ -157,29 +157,25 @@ impl FinishedRequest {
     /// Appends the event's JSON object to `out`: the same bytes as serialising the
     /// `RequestEvent` the tracker used to build.
     pub(crate) fn write(&self, out: &mut Vec<u8>, format: &mut EventFormat) -> io::Result<()> {
-        let EventFormat {
-            timestamps,
-            request_id,
-        } = format;
-        request_id.clear();
-        request_id.push_str(&self.source.id_prefix);
-        push_decimal(request_id, self.number);
         let r = &self.report;
         let failure = self.failure.as_ref();
         EventFields {
-            event: Text::Verbatim("ollama_request"),
-            timestamp: Text::Verbatim(timestamps.format(self.finished_at)),
-            request_id: Text::Verbatim(request_id),
+            head: Head::Finished {
+                timestamps: &mut format.timestamps,
+                at: self.finished_at,
+                id_prefix: &self.source.id_prefix,
+                number: self.number,
+            },
             client_type: Text::Verbatim(&self.source.client_type_json),
             operation: Text::Verbatim(self.operation),
             endpoint: Text::Verbatim(self.endpoint.path()),
             model: match &self.model {
                 EventModel::None => None,
-                EventModel::Label => Some(self.series.label()),
-                EventModel::Owned(name) => Some(name),
+                EventModel::Label => Some(Text::Verbatim(self.series.label_json())),
+                EventModel::Owned(name) => Some(Text::Escape(name)),
             },
             stream: self.stream,
-            status: Text::Verbatim(self.outcome.as_str()),
+            status: None,
             outcome: self.outcome,
             latency_ms: ms(self.latency),
             ttft_ms: self.ttft.map(ms),
@@ -193,7 +189,11 @@ impl FinishedRequest {
             prompt_eval_count: r.prompt_eval_count,
             generation_eval_count: r.eval_count,
             tokens_per_second: self.tokens_per_second,
-            done_reason: r.done_reason.as_deref(),
+            // The values `done_reason` keeps static are plain words.
+            done_reason: r.done_reason.as_ref().map(|reason| match reason {
+                Cow::Borrowed(word) => Text::Verbatim(word),
+                Cow::Owned(other) => Text::Escape(other),
+            }),
             options: self.options.as_ref(),
             prompt: self.prompt.as_deref(),
             error_type: failure.map(|f| f.kind),
@@ -605,10 +605,10 @@ impl Tracker {
         tokens_per_second: Option<f64>,
         queue_wait: Option<Duration>,
         failure: Option<Failure>,
-    ) -> Box<FinishedRequest> {
+    ) -> FinishedRequest {
         let report = std::mem::take(&mut self.report);
         let info = &mut self.info;
-        Box::new(FinishedRequest {
+        FinishedRequest {
             source: Arc::clone(&self.recorder.source),
             number: self.number,
             finished_at: SystemTime::now(),
@@ -630,7 +630,7 @@ impl Tracker {
             options: info.options.take(),
             prompt: info.prompt.take(),
             failure,
-        })
+        }
     }
 }
 

@@ -91,6 +91,8 @@ struct EndpointSeries {
 /// One `model` label value with its model-level handles and its per-endpoint handles.
 pub(crate) struct ModelSeries {
     label: SharedString,
+    /// `label` escaped for a JSON string, once: events name the model by it.
+    label_json: Box<str>,
     load: OnceLock<Histogram>,
     prompt_tokens: OnceLock<Counter>,
     completion_tokens: OnceLock<Counter>,
@@ -102,6 +104,7 @@ pub(crate) struct ModelSeries {
 impl ModelSeries {
     fn new(label: SharedString) -> Self {
         Self {
+            label_json: crate::line::escaped(&label).into_boxed_str(),
             label,
             load: OnceLock::new(),
             prompt_tokens: OnceLock::new(),
@@ -115,6 +118,11 @@ impl ModelSeries {
     /// The `model` label value.
     pub(crate) fn label(&self) -> &SharedString {
         &self.label
+    }
+
+    /// The `model` label value, escaped for a JSON string.
+    pub(crate) fn label_json(&self) -> &str {
+        &self.label_json
     }
 
     fn at(&self, endpoint: Endpoint) -> &EndpointSeries {
