@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
+mod de;
+
 /// Server-side timings and token counts of a finished request.
 ///
 /// Every field is optional: Ollama omits zero values, and old servers omit more.
@@ -42,7 +44,7 @@ impl Metrics {
 
 /// Go durations on the wire are integer nanoseconds.
 pub(crate) mod nanos {
-    use super::{Deserialize, Deserializer, Duration, Serializer};
+    use super::{Deserializer, Duration, Serializer};
 
     #[allow(clippy::ref_option)] // serde's `with` passes `&Option<T>`.
     pub(crate) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -56,9 +58,7 @@ pub(crate) mod nanos {
         d: D,
     ) -> Result<Option<Duration>, D::Error> {
         // Negative or fractional values are not sent by Ollama; read them leniently.
-        let v: Option<f64> = Option::deserialize(d)?;
-        Ok(v.filter(|n| n.is_finite() && *n >= 0.0)
-            .map(|n| Duration::from_nanos(n as u64)))
+        d.deserialize_any(super::de::Nanos)
     }
 }
 
@@ -465,7 +465,9 @@ impl GenerateRequest {
 }
 
 /// A chunk of `/api/generate` (the whole answer when not streamed).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+///
+/// `Deserialize` is hand-written (module `de`), for speed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct GenerateResponse {
     /// The model as named in the request.
@@ -611,7 +613,9 @@ impl ChatRequest {
 }
 
 /// A chunk of `/api/chat` (the whole answer when not streamed).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+///
+/// `Deserialize` is hand-written (module `de`), for speed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct ChatResponse {
     /// The model as named in the request.
