@@ -155,9 +155,13 @@ impl EncodedHistogram {
             return Err(HistogramError::Encoding(self.encoding.clone()));
         }
         let bytes = STANDARD.decode(&self.data)?;
-        Deserializer::new()
+        let mut histogram: Histogram<u64> = Deserializer::new()
             .deserialize(&mut bytes.as_slice())
-            .map_err(HistogramError::Decode)
+            .map_err(HistogramError::Decode)?;
+        // A decoded histogram's range ends at the largest value it holds; auto-resizing
+        // lets another shard's larger values be added to it (merges) instead of failing.
+        histogram.auto(true);
+        Ok(histogram)
     }
 
     /// Summary of the serialized distribution in the report unit.
@@ -346,6 +350,19 @@ mod tests {
         assert_eq!(merged, whole);
         let d = Distribution::from_histogram(&merged, 0.001).unwrap();
         assert_eq!(d.count, 5000);
+    }
+
+    #[test]
+    fn a_decoded_histogram_takes_larger_values_from_another_shard() {
+        let (mut small, mut large) = (Track::micros(), Track::micros());
+        small.record(10);
+        large.record(10_000_000_000);
+        let mut merged = small.encode().unwrap().decode().unwrap();
+        merged
+            .add(large.encode().unwrap().decode().unwrap())
+            .unwrap();
+        assert_eq!(merged.len(), 2);
+        assert!(merged.max() >= 9_990_000_000);
     }
 
     #[test]
