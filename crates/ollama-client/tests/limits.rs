@@ -8,27 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{MODEL, builder, eventually, sim, within};
+use common::{MODEL, builder, eventually, streaming_sim, within};
 use ollama_client::{ChatRequest, Client, ErrorKind, GenerateRequest, Message};
-use ollama_sim::{ModelSpec, SimConfig, SimHandle};
+use ollama_sim::SimHandle;
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// A sim whose model streams `tokens` tokens at `tps` tokens/s (real time), many slots.
-async fn streaming_sim(tokens: u32, tps: f64) -> SimHandle {
-    let model = ModelSpec {
-        output_tokens: tokens,
-        tokens_per_sec: tps,
-        jitter: 0.0,
-        ..ModelSpec::instant(MODEL)
-    };
-    sim(SimConfig {
-        models: vec![model],
-        num_parallel: 1024,
-        ..SimConfig::instant()
-    })
-    .await
-}
 
 /// Samples the sim's open sockets and the client's counters until `stop`, recording maxima.
 fn watch(

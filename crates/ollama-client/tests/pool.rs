@@ -9,28 +9,12 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{MODEL, builder, eventually, sim, within};
+use common::{MODEL, builder, eventually, streaming_sim, within};
 use ollama_client::{Client, GenerateRequest};
-use ollama_sim::{ModelSpec, SimConfig, SimHandle};
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// A sim whose model streams `tokens` tokens at `tps` tokens/s (real time), many slots.
-async fn streaming_sim(tokens: u32, tps: f64) -> SimHandle {
-    let model = ModelSpec {
-        output_tokens: tokens,
-        tokens_per_sec: tps,
-        jitter: 0.0,
-        ..ModelSpec::instant(MODEL)
-    };
-    sim(SimConfig {
-        models: vec![model],
-        num_parallel: 64,
-        ..SimConfig::instant()
-    })
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiter_gets_a_returned_connection_long_before_pool_timeout() {

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use ollama_client::{Client, ClientBuilder};
-use ollama_sim::{Sim, SimConfig, SimHandle};
+use ollama_sim::{ModelSpec, Sim, SimConfig, SimHandle};
 
 /// The chat model of the default sim config.
 pub const MODEL: &str = "llama3.2:latest";
@@ -18,6 +18,23 @@ pub async fn fast_sim() -> SimHandle {
     sim(SimConfig {
         time_scale: 0.01,
         ..SimConfig::default()
+    })
+    .await
+}
+
+/// A sim whose model streams `tokens` tokens at `tps` tokens/s (real time), with more
+/// slots than any test sends requests, so the server never queues.
+pub async fn streaming_sim(tokens: u32, tps: f64) -> SimHandle {
+    let model = ModelSpec {
+        output_tokens: tokens,
+        tokens_per_sec: tps,
+        jitter: 0.0,
+        ..ModelSpec::instant(MODEL)
+    };
+    sim(SimConfig {
+        models: vec![model],
+        num_parallel: 1024,
+        ..SimConfig::instant()
     })
     .await
 }
