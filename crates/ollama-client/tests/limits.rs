@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{MODEL, builder, eventually, streaming_sim, within};
+use common::{MODEL, builder, eventually, mixed_burst, streaming_sim, within};
 use ollama_client::{ChatRequest, Client, ErrorKind, GenerateRequest, Message};
 use ollama_sim::SimHandle;
 
@@ -136,28 +136,7 @@ async fn max_concurrent_requests_holds_and_streams_keep_their_slot_until_the_end
     let client = builder(&sim).max_concurrent_requests(5).build().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = watch(&sim, &client, Arc::clone(&stop));
-    within(LIMIT, async {
-        let tasks: Vec<_> = (0..200)
-            .map(|i| {
-                let c = client.clone();
-                tokio::spawn(async move {
-                    if i % 2 == 0 {
-                        let mut s = c.generate_stream(GenerateRequest::new(MODEL, "x")).await?;
-                        while let Some(chunk) = s.next().await {
-                            chunk?;
-                        }
-                    } else {
-                        c.generate(GenerateRequest::new(MODEL, "x")).await?;
-                    }
-                    Ok::<(), ollama_client::Error>(())
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap().unwrap();
-        }
-    })
-    .await;
+    within(LIMIT, mixed_burst(&client, 200, 2)).await;
     stop.store(true, Ordering::Relaxed);
     let (_, _, client_in_flight) = watcher.await.unwrap();
     let server_max = sim.stats().max_in_flight_requests;

@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{MODEL, builder, eventually, streaming_sim, within};
+use common::{MODEL, builder, eventually, mixed_burst, streaming_sim, within};
 use ollama_client::{Client, GenerateRequest};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -71,28 +71,7 @@ async fn waiters_beyond_max_connections_are_all_served() {
         .max_keepalive_connections(2)
         .build()
         .unwrap();
-    within(LIMIT, async {
-        let tasks: Vec<_> = (0..100)
-            .map(|i| {
-                let c = client.clone();
-                tokio::spawn(async move {
-                    if i % 3 == 0 {
-                        let mut s = c.generate_stream(GenerateRequest::new(MODEL, "x")).await?;
-                        while let Some(chunk) = s.next().await {
-                            chunk?;
-                        }
-                    } else {
-                        c.generate(GenerateRequest::new(MODEL, "x")).await?;
-                    }
-                    Ok::<(), ollama_client::Error>(())
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap().unwrap();
-        }
-    })
-    .await;
+    within(LIMIT, mixed_burst(&client, 100, 3)).await;
     assert_eq!(
         sim.stats().connections_accepted,
         2,

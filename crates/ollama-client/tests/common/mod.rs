@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use ollama_client::{Client, ClientBuilder};
+use ollama_client::{Client, ClientBuilder, GenerateRequest};
 use ollama_sim::{ModelSpec, Sim, SimConfig, SimHandle};
 
 /// The chat model of the default sim config.
@@ -76,4 +76,28 @@ pub async fn within<T>(limit: Duration, f: impl Future<Output = T>) -> T {
     tokio::time::timeout(limit, f)
         .await
         .unwrap_or_else(|elapsed| panic!("did not finish within {limit:?} ({elapsed})"))
+}
+
+/// Sends `n` requests at once from separate tasks, every `stream_every`-th a stream read to
+/// its end and the rest plain generates; panics if any of them fails.
+pub async fn mixed_burst(client: &Client, n: usize, stream_every: usize) {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let c = client.clone();
+            tokio::spawn(async move {
+                if i % stream_every == 0 {
+                    let mut s = c.generate_stream(GenerateRequest::new(MODEL, "x")).await?;
+                    while let Some(chunk) = s.next().await {
+                        chunk?;
+                    }
+                } else {
+                    c.generate(GenerateRequest::new(MODEL, "x")).await?;
+                }
+                Ok::<(), ollama_client::Error>(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
 }
