@@ -13,7 +13,7 @@ use crate::transport::ClientStats;
 use crate::types::{
     ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, EmbeddingsRequest, EmbeddingsResponse,
     GenerateRequest, GenerateResponse, ListResponse, ProgressResponse, PsResponse, PullRequest,
-    ShowRequest, ShowResponse,
+    ResponseSummary, ShowRequest, ShowResponse,
 };
 use crate::{ClientBuilder, Config};
 
@@ -108,6 +108,32 @@ impl Client {
     /// See [`crate::Client::chat_stream`].
     pub fn chat_stream(&self, req: ChatRequest) -> Result<ResponseStream<ChatResponse>, Error> {
         self.run_stream(self.inner.chat_stream(req))
+    }
+
+    /// See [`crate::Client::generate_summary`].
+    pub fn generate_summary(&self, req: GenerateRequest) -> Result<ResponseSummary, Error> {
+        self.run(self.inner.generate_summary(req))?
+    }
+
+    /// See [`crate::Client::generate_stream_summary`].
+    pub fn generate_stream_summary(
+        &self,
+        req: GenerateRequest,
+    ) -> Result<ResponseStream<ResponseSummary>, Error> {
+        self.run_stream(self.inner.generate_stream_summary(req))
+    }
+
+    /// See [`crate::Client::chat_summary`].
+    pub fn chat_summary(&self, req: ChatRequest) -> Result<ResponseSummary, Error> {
+        self.run(self.inner.chat_summary(req))?
+    }
+
+    /// See [`crate::Client::chat_stream_summary`].
+    pub fn chat_stream_summary(
+        &self,
+        req: ChatRequest,
+    ) -> Result<ResponseStream<ResponseSummary>, Error> {
+        self.run_stream(self.inner.chat_stream_summary(req))
     }
 
     /// See [`crate::Client::embed`].

@@ -31,7 +31,7 @@ use crate::transport::{ClientStats, ConnectError, Connector, Lease};
 use crate::types::{
     ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, EmbeddingsRequest, EmbeddingsResponse,
     GenerateRequest, GenerateResponse, ListResponse, ProgressResponse, PsResponse, PullRequest,
-    ShowRequest, ShowResponse,
+    ResponseSummary, ShowRequest, ShowResponse,
 };
 
 /// The longest error body kept for the error message.
@@ -228,19 +228,71 @@ impl Client {
     }
 
     /// `POST /api/generate` without streaming: the whole answer in one response.
-    pub async fn generate(&self, mut req: GenerateRequest) -> Result<GenerateResponse, Error> {
-        self.model(&mut req.model);
-        req.stream = Some(false);
-        self.unary(Call::new(self, Method::POST, "/api/generate").json(&req)?)
-            .await
+    pub async fn generate(&self, req: GenerateRequest) -> Result<GenerateResponse, Error> {
+        self.generate_as(req).await
     }
 
     /// `POST /api/generate`, streamed: chunks as the model produces them; the final chunk
     /// (`done: true`) carries the metrics.
     pub async fn generate_stream(
         &self,
-        mut req: GenerateRequest,
+        req: GenerateRequest,
     ) -> Result<ResponseStream<GenerateResponse>, Error> {
+        self.generate_stream_as(req).await
+    }
+
+    /// `POST /api/generate` without streaming, measured instead of read: see
+    /// [`ResponseSummary`]. For callers that need how the answer went, not its text.
+    pub async fn generate_summary(&self, req: GenerateRequest) -> Result<ResponseSummary, Error> {
+        self.generate_as(req).await
+    }
+
+    /// `POST /api/generate`, streamed, each chunk measured instead of read.
+    pub async fn generate_stream_summary(
+        &self,
+        req: GenerateRequest,
+    ) -> Result<ResponseStream<ResponseSummary>, Error> {
+        self.generate_stream_as(req).await
+    }
+
+    /// `POST /api/chat` without streaming.
+    pub async fn chat(&self, req: ChatRequest) -> Result<ChatResponse, Error> {
+        self.chat_as(req).await
+    }
+
+    /// `POST /api/chat`, streamed.
+    pub async fn chat_stream(
+        &self,
+        req: ChatRequest,
+    ) -> Result<ResponseStream<ChatResponse>, Error> {
+        self.chat_stream_as(req).await
+    }
+
+    /// `POST /api/chat` without streaming, measured instead of read: see
+    /// [`ResponseSummary`].
+    pub async fn chat_summary(&self, req: ChatRequest) -> Result<ResponseSummary, Error> {
+        self.chat_as(req).await
+    }
+
+    /// `POST /api/chat`, streamed, each chunk measured instead of read.
+    pub async fn chat_stream_summary(
+        &self,
+        req: ChatRequest,
+    ) -> Result<ResponseStream<ResponseSummary>, Error> {
+        self.chat_stream_as(req).await
+    }
+
+    async fn generate_as<T: DeserializeOwned>(&self, mut req: GenerateRequest) -> Result<T, Error> {
+        self.model(&mut req.model);
+        req.stream = Some(false);
+        self.unary(Call::new(self, Method::POST, "/api/generate").json(&req)?)
+            .await
+    }
+
+    async fn generate_stream_as<T: StreamItem>(
+        &self,
+        mut req: GenerateRequest,
+    ) -> Result<ResponseStream<T>, Error> {
         self.model(&mut req.model);
         req.stream = Some(true);
         self.stream(
@@ -250,19 +302,17 @@ impl Client {
         .await
     }
 
-    /// `POST /api/chat` without streaming.
-    pub async fn chat(&self, mut req: ChatRequest) -> Result<ChatResponse, Error> {
+    async fn chat_as<T: DeserializeOwned>(&self, mut req: ChatRequest) -> Result<T, Error> {
         self.model(&mut req.model);
         req.stream = Some(false);
         self.unary(Call::new(self, Method::POST, "/api/chat").json(&req)?)
             .await
     }
 
-    /// `POST /api/chat`, streamed.
-    pub async fn chat_stream(
+    async fn chat_stream_as<T: StreamItem>(
         &self,
         mut req: ChatRequest,
-    ) -> Result<ResponseStream<ChatResponse>, Error> {
+    ) -> Result<ResponseStream<T>, Error> {
         self.model(&mut req.model);
         req.stream = Some(true);
         self.stream(

@@ -92,6 +92,6 @@ pub use types::{
     ChatRequest, ChatResponse, EmbedInput, EmbedRequest, EmbedResponse, EmbeddingsRequest,
     EmbeddingsResponse, Format, GenerateRequest, GenerateResponse, KeepAlive, ListResponse,
     Message, Metrics, ModelDetails, ModelInfo, Options, ProgressResponse, PsResponse, PullRequest,
-    RunningModel, ShowRequest, ShowResponse, Think, ThinkLevel, Tool, ToolCall, ToolCallFunction,
-    ToolFunction,
+    ResponseSummary, RunningModel, ShowRequest, ShowResponse, Think, ThinkLevel, Tool, ToolCall,
+    ToolCallFunction, ToolFunction,
 };

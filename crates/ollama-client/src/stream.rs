@@ -23,7 +23,7 @@ use crate::decode::{Decoder, Frame, FrameError, Framing};
 use crate::error::{Error, Phase};
 use crate::openai::ChatCompletionChunk;
 use crate::transport::Lease;
-use crate::types::{ChatResponse, GenerateResponse, ProgressResponse};
+use crate::types::{ChatResponse, GenerateResponse, ProgressResponse, ResponseSummary};
 
 /// One streamed item with the instant its last byte arrived.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +49,12 @@ impl StreamItem for GenerateResponse {
 }
 
 impl StreamItem for ChatResponse {
+    fn is_final(&self) -> bool {
+        self.done
+    }
+}
+
+impl StreamItem for ResponseSummary {
     fn is_final(&self) -> bool {
         self.done
     }

@@ -11,6 +11,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 mod de;
+mod summary;
+
+pub use summary::ResponseSummary;
 
 /// Server-side timings and token counts of a finished request.
 ///

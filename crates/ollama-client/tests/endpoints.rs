@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use ollama_client::openai::{ChatCompletionRequest, ChatMessage};
 use ollama_client::{
     ChatRequest, EmbedRequest, EmbeddingsRequest, ErrorKind, Format, GenerateRequest, KeepAlive,
-    Message, Options, PullRequest, ShowRequest,
+    Message, Options, PullRequest, ResponseSummary, ShowRequest,
 };
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -437,6 +437,70 @@ async fn request_fields_reach_the_server() {
             .await
             .unwrap_err();
         assert_eq!(e.status().map(|s| s.as_u16()), Some(400), "{e}");
+    })
+    .await;
+}
+
+/// The summary methods measure the same answers the full methods read: the sim answers a
+/// seeded request with the same text every time, so lengths, counts and endings agree.
+#[tokio::test]
+async fn summaries_measure_the_full_answers() {
+    let sim = fast_sim().await;
+    let c = client(&sim);
+    let seeded = || Options::new().temperature(0.0).seed(7);
+    let generate = || GenerateRequest::new(MODEL, "Why is the sky blue?").options(seeded());
+    let chat = || ChatRequest::new(MODEL, vec![Message::user("hello")]).options(seeded());
+    let same = |full: &ResponseSummary, lean: &ResponseSummary| {
+        assert_eq!(
+            (
+                full.text_bytes,
+                full.thinking_bytes,
+                full.tool_calls,
+                full.done
+            ),
+            (
+                lean.text_bytes,
+                lean.thinking_bytes,
+                lean.tool_calls,
+                lean.done
+            )
+        );
+        assert_eq!(full.done_reason, lean.done_reason);
+        let (f, l) = (full.metrics, lean.metrics);
+        assert_eq!(
+            (f.eval_count, f.prompt_eval_count),
+            (l.eval_count, l.prompt_eval_count)
+        );
+        assert_eq!(f.total_duration.is_some(), l.total_duration.is_some());
+    };
+    within(LIMIT, async {
+        let full = c.generate(generate()).await.unwrap();
+        let lean = c.generate_summary(generate()).await.unwrap();
+        assert!(lean.done && lean.text_bytes > 0 && lean.metrics.eval_count.is_some());
+        same(&ResponseSummary::from(&full), &lean);
+
+        let full = c.chat(chat()).await.unwrap();
+        let lean = c.chat_summary(chat()).await.unwrap();
+        assert!(lean.done && lean.text_bytes > 0);
+        same(&ResponseSummary::from(&full), &lean);
+
+        let mut full = c.generate_stream(generate()).await.unwrap();
+        let mut lean = c.generate_stream_summary(generate()).await.unwrap();
+        let mut chunks = 0;
+        while let Some(f) = full.next().await {
+            let l = lean.next().await.unwrap().unwrap();
+            same(&ResponseSummary::from(&f.unwrap().item), &l.item);
+            chunks += 1;
+        }
+        assert!(lean.next().await.is_none() && chunks > 1);
+
+        let mut full = c.chat_stream(chat()).await.unwrap();
+        let mut lean = c.chat_stream_summary(chat()).await.unwrap();
+        while let Some(f) = full.next().await {
+            let l = lean.next().await.unwrap().unwrap();
+            same(&ResponseSummary::from(&f.unwrap().item), &l.item);
+        }
+        assert!(lean.next().await.is_none());
     })
     .await;
 }

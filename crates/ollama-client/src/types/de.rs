@@ -249,7 +249,7 @@ deserialize_response!(ChatResponse,
 );
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     //! Both types against derived twins that read these fields as before (`Option<f64>`
     //! durations, a plain `Option<Vec<i64>>` context).
 
@@ -410,7 +410,7 @@ mod tests {
     }
 
     /// Known keys (some escaped), unknown keys, in any order, possibly repeated.
-    fn object() -> impl Strategy<Value = String> {
+    pub(in crate::types) fn object() -> impl Strategy<Value = String> {
         let key = prop_oneof![
             prop::sample::select(vec![
                 "model",
@@ -447,7 +447,7 @@ mod tests {
 
     /// Mostly well-typed objects, so most cases parse: a value of the field's kind (or
     /// `null`) for each known key, in any order.
-    fn typed_object() -> impl Strategy<Value = String> {
+    pub(in crate::types) fn typed_object() -> impl Strategy<Value = String> {
         let text = prop_oneof![string(), Just("null".to_owned())];
         let number = prop_oneof![
             (0u64..(1 << 53)).prop_map(|n| n.to_string()),
