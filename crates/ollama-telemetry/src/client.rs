@@ -13,8 +13,8 @@ use ollama_client::openai::{ChatCompletion, ChatCompletionChunk, ChatCompletionR
 use ollama_client::{
     ChatRequest, ChatResponse, Client, ClientStats, Config, EmbedInput, EmbedRequest,
     EmbedResponse, EmbeddingsRequest, EmbeddingsResponse, Error, GenerateRequest, GenerateResponse,
-    ListResponse, Options, ProgressResponse, PsResponse, PullRequest, ResponseStream, ShowRequest,
-    ShowResponse,
+    ListResponse, Options, ProgressResponse, PsResponse, PullRequest, ResponseStream,
+    ResponseSummary, ShowRequest, ShowResponse,
 };
 use serde_json::{Map, Value};
 use tracing::{Instrument, Span};
@@ -26,7 +26,7 @@ use crate::record::{Recorder, RequestInfo, ServerReport, Tracker, done_reason};
 use crate::series::Endpoint;
 use crate::stream::{
     InstrumentedStream, Observer, native_report, observe_chat, observe_generate, observe_openai,
-    observe_pull,
+    observe_pull, observe_summary, summary_report,
 };
 
 /// An Ollama client that records metrics, a `tracing` span and one JSONL event for every
@@ -143,6 +143,58 @@ impl InstrumentedClient {
         let info = self.chat_info(&req, true);
         let client = self.inner();
         self.streamed(info, client.chat_stream(req), observe_chat)
+            .await
+    }
+
+    /// `POST /api/generate` without streaming, measured instead of read (see
+    /// `ollama_client::ResponseSummary`); recorded like [`generate`](Self::generate).
+    pub async fn generate_summary(&self, req: GenerateRequest) -> Result<ResponseSummary, Error> {
+        let info = self.info(
+            op("generate", Endpoint::Generate, false),
+            &req.model,
+            Some(&req.prompt),
+            req.options.as_ref(),
+        );
+        let client = self.inner();
+        self.unary(info, client.generate_summary(req), summary_report)
+            .await
+    }
+
+    /// `POST /api/generate`, streamed, each chunk measured instead of read; recorded like
+    /// [`generate_stream`](Self::generate_stream).
+    pub async fn generate_stream_summary(
+        &self,
+        req: GenerateRequest,
+    ) -> Result<InstrumentedStream<ResponseSummary>, Error> {
+        let info = self.info(
+            op("generate", Endpoint::Generate, true),
+            &req.model,
+            Some(&req.prompt),
+            req.options.as_ref(),
+        );
+        let client = self.inner();
+        self.streamed(info, client.generate_stream_summary(req), observe_summary)
+            .await
+    }
+
+    /// `POST /api/chat` without streaming, measured instead of read; recorded like
+    /// [`chat`](Self::chat).
+    pub async fn chat_summary(&self, req: ChatRequest) -> Result<ResponseSummary, Error> {
+        let info = self.chat_info(&req, false);
+        let client = self.inner();
+        self.unary(info, client.chat_summary(req), summary_report)
+            .await
+    }
+
+    /// `POST /api/chat`, streamed, each chunk measured instead of read; recorded like
+    /// [`chat_stream`](Self::chat_stream).
+    pub async fn chat_stream_summary(
+        &self,
+        req: ChatRequest,
+    ) -> Result<InstrumentedStream<ResponseSummary>, Error> {
+        let info = self.chat_info(&req, true);
+        let client = self.inner();
+        self.streamed(info, client.chat_stream_summary(req), observe_summary)
             .await
     }
 

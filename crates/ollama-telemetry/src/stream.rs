@@ -14,6 +14,7 @@ use futures_util::Stream;
 use ollama_client::openai::ChatCompletionChunk;
 use ollama_client::{
     ChatResponse, Chunk, Error, GenerateResponse, Metrics, ProgressResponse, ResponseStream,
+    ResponseSummary,
 };
 
 use crate::record::{ServerReport, Tracker, done_reason as done_reason_value};
@@ -125,6 +126,19 @@ pub(crate) fn observe_chat(item: &ChatResponse, at: Instant, t: &mut Tracker) {
     t.item(at, token);
     if item.done {
         t.report(native_report(&item.metrics(), item.done_reason.as_deref()));
+        t.succeed(at);
+    }
+}
+
+/// The report of a summarised answer (a whole one, or a stream's final item).
+pub(crate) fn summary_report(item: &ResponseSummary) -> ServerReport {
+    native_report(&item.metrics, item.done_reason.as_deref())
+}
+
+pub(crate) fn observe_summary(item: &ResponseSummary, at: Instant, t: &mut Tracker) {
+    t.item(at, item.has_output());
+    if item.done {
+        t.report(summary_report(item));
         t.succeed(at);
     }
 }

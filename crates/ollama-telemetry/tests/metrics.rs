@@ -12,7 +12,7 @@ use common::{
     CHAT_MODEL, EMBED_MODEL, client_for, fast_config, fast_sim, instrumented, with_recorder,
 };
 use ollama_client::openai::{ChatCompletionRequest, ChatMessage};
-use ollama_client::{ChatRequest, Client, EmbedRequest, GenerateRequest, Message};
+use ollama_client::{ChatRequest, Client, EmbedRequest, GenerateRequest, Message, Options};
 use ollama_sim::{FaultKind, FaultPlan, FaultRule, ModelSpec, Sim, SimConfig};
 use ollama_telemetry::catalog::{
     ERRORS_TOTAL, INTER_TOKEN_SECONDS, MODEL_LOAD_DURATION_SECONDS, QUEUE_WAIT_SECONDS,
@@ -149,6 +149,83 @@ fn a_streamed_generate_records_first_token_gaps_and_server_figures() {
     assert!(e.tokens_per_second.unwrap() > 0.0);
     assert!(e.eval_ms.is_some() && e.prompt_eval_ms.is_some());
     assert_eq!(e.done_reason.as_deref(), Some("stop"));
+}
+
+/// The summary methods are recorded exactly as the full methods: the same seeded answer,
+/// read fully and then measured, moves the same series by the same amounts and writes
+/// events that agree on everything the answer decides.
+#[test]
+fn summary_methods_record_what_the_full_methods_record() {
+    let ((tokens, events), m) = with_recorder(|| async {
+        let sim = fast_sim().await;
+        let (client, sink, log) = instrumented(client_for(&sim));
+        let seeded = || Options::new().temperature(0.0).seed(3);
+        let generate = || GenerateRequest::new(CHAT_MODEL, "Tell me a story").options(seeded());
+        let chat = || ChatRequest::new(CHAT_MODEL, vec![Message::user("Hello")]).options(seeded());
+        client.generate(generate()).await.unwrap();
+        client.generate_summary(generate()).await.unwrap();
+        client.chat(chat()).await.unwrap();
+        client.chat_summary(chat()).await.unwrap();
+        // Token chunks of each stream: (generate full, generate lean, chat full, chat lean).
+        let mut tokens = [0usize; 4];
+        let mut full = client.generate_stream(generate()).await.unwrap();
+        while let Some(c) = full.next().await {
+            tokens[0] += usize::from(!c.unwrap().item.response.is_empty());
+        }
+        let mut lean = client.generate_stream_summary(generate()).await.unwrap();
+        while let Some(c) = lean.next().await {
+            tokens[1] += usize::from(c.unwrap().item.has_output());
+        }
+        let mut full = client.chat_stream(chat()).await.unwrap();
+        while let Some(c) = full.next().await {
+            tokens[2] += usize::from(!c.unwrap().item.message.content.is_empty());
+        }
+        let mut lean = client.chat_stream_summary(chat()).await.unwrap();
+        while let Some(c) = lean.next().await {
+            tokens[3] += usize::from(c.unwrap().item.has_output());
+        }
+        log.flush().unwrap();
+        sim.shutdown().await;
+        (tokens, sink.events())
+    });
+    assert!(
+        tokens[0] > 2 && tokens[0] == tokens[1] && tokens[2] == tokens[3],
+        "{tokens:?}"
+    );
+    for (endpoint, tokens) in [(GENERATE, tokens[0]), ("/api/chat", tokens[2])] {
+        let l = labels(endpoint, CHAT_MODEL, "success");
+        assert_eq!(m.counter(REQUESTS_TOTAL, &l), 4, "{endpoint}");
+        let el = [("endpoint", endpoint), ("model", CHAT_MODEL)];
+        assert_eq!(m.histogram(TIME_TO_FIRST_TOKEN_SECONDS, &el).len(), 2);
+        // One gap between each two token chunks, in each of the two streams.
+        assert_eq!(
+            m.histogram(INTER_TOKEN_SECONDS, &el).len(),
+            2 * (tokens - 1)
+        );
+    }
+    assert_eq!(events.len(), 8);
+    for pair in events.chunks(2) {
+        let (full, lean) = (&pair[0], &pair[1]);
+        assert_eq!(
+            (
+                &full.operation,
+                full.stream,
+                full.outcome,
+                full.prompt_chars
+            ),
+            (
+                &lean.operation,
+                lean.stream,
+                lean.outcome,
+                lean.prompt_chars
+            )
+        );
+        assert_eq!(full.generation_eval_count, lean.generation_eval_count);
+        assert_eq!(full.prompt_eval_count, lean.prompt_eval_count);
+        assert_eq!(full.done_reason, lean.done_reason);
+        assert_eq!(full.ttft_ms.is_some(), lean.ttft_ms.is_some());
+        assert!(lean.total_duration_ms.is_some() && lean.tokens_per_second.is_some());
+    }
 }
 
 #[test]
