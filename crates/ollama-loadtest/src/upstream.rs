@@ -11,11 +11,10 @@
 
 use std::time::Instant;
 
-use futures_util::Stream;
 use ollama_client::openai::{ChatCompletionChunk, ChatCompletionRequest, ChatMessage};
 use ollama_client::{
-    ChatRequest, ChatResponse, Chunk, Client, EmbedRequest, Error, GenerateRequest,
-    GenerateResponse, KeepAlive, Message, Options, ResponseStream, ShowRequest,
+    ChatRequest, Chunk, Client, EmbedRequest, Error, GenerateRequest, KeepAlive, Message, Options,
+    ResponseSummary, ShowRequest,
 };
 use ollama_telemetry::{
     EventLog, EventsConfig, InstrumentedClient, InstrumentedStream, TelemetryConfig,
@@ -177,13 +176,16 @@ impl Upstream {
     async fn generate(&self, model: &str, prompt: &str) -> Result<Success, Error> {
         let r = self
             .api
-            .generate(self.generate_request(model, prompt))
+            .generate_summary(self.generate_request(model, prompt))
             .await?;
         Ok(native_success(r))
     }
 
     async fn chat(&self, model: &str, prompt: &str) -> Result<Success, Error> {
-        let r = self.api.chat(self.chat_request(model, prompt)).await?;
+        let r = self
+            .api
+            .chat_summary(self.chat_request(model, prompt))
+            .await?;
         Ok(native_success(r))
     }
 
@@ -220,27 +222,17 @@ impl Upstream {
     async fn generate_stream(&self, model: &str, prompt: &str) -> Result<Success, Error> {
         let stream = self
             .api
-            .generate_stream(self.generate_request(model, prompt))
+            .generate_stream_summary(self.generate_request(model, prompt))
             .await?;
-        drain(stream, |r: &GenerateResponse| {
-            let content = !r.response.is_empty();
-            let thinking = r.thinking.as_deref().is_some_and(|t| !t.is_empty());
-            (content || thinking, content)
-        })
-        .await
+        drain(stream).await
     }
 
     async fn chat_stream(&self, model: &str, prompt: &str) -> Result<Success, Error> {
         let stream = self
             .api
-            .chat_stream(self.chat_request(model, prompt))
+            .chat_stream_summary(self.chat_request(model, prompt))
             .await?;
-        drain(stream, |r: &ChatResponse| {
-            let content = !r.message.content.is_empty();
-            let thinking = r.message.thinking.as_deref().is_some_and(|t| !t.is_empty());
-            (content || thinking, content)
-        })
-        .await
+        drain(stream).await
     }
 
     async fn openai_stream(&self, model: &str, prompt: &str) -> Result<Success, Error> {
@@ -345,44 +337,20 @@ impl Upstream {
     }
 }
 
-/// Server-reported fields shared by native generate and chat responses.
-trait NativeFinal {
-    fn timings(&self) -> ServerTimings;
-    fn counts(&self) -> (Option<u64>, Option<u64>);
-    /// Moves the done reason out (the final chunk is not read again).
-    fn take_done_reason(&mut self) -> Option<String>;
-}
-
-macro_rules! native_final {
-    ($t:ty) => {
-        impl NativeFinal for $t {
-            fn timings(&self) -> ServerTimings {
-                ServerTimings {
-                    total: self.total_duration,
-                    load: self.load_duration,
-                    prompt_eval: self.prompt_eval_duration,
-                    eval: self.eval_duration,
-                }
-            }
-            fn counts(&self) -> (Option<u64>, Option<u64>) {
-                (self.eval_count, self.prompt_eval_count)
-            }
-            fn take_done_reason(&mut self) -> Option<String> {
-                self.done_reason.take()
-            }
-        }
-    };
-}
-native_final!(GenerateResponse);
-native_final!(ChatResponse);
-
-fn native_success(mut r: impl NativeFinal) -> Success {
-    let (output, prompt) = r.counts();
+/// What a native answer's final item tells: counts, server timings and the done reason
+/// (moved out: the item is not read again).
+fn native_success(r: ResponseSummary) -> Success {
+    let m = r.metrics;
     Success {
-        output_tokens: output,
-        prompt_tokens: prompt,
-        server: r.timings(),
-        done_reason: r.take_done_reason(),
+        output_tokens: m.eval_count,
+        prompt_tokens: m.prompt_eval_count,
+        server: ServerTimings {
+            total: m.total_duration,
+            load: m.load_duration,
+            prompt_eval: m.prompt_eval_duration,
+            eval: m.eval_duration,
+        },
+        done_reason: r.done_reason,
         ..Success::default()
     }
 }
@@ -406,34 +374,31 @@ fn token_timing(
     }
 }
 
-/// Reads a native stream to its end. `classify` says whether a chunk carries a token
-/// (thinking included) and whether it carries answer content.
-async fn drain<T>(
-    mut stream: InstrumentedStream<T>,
-    classify: impl Fn(&T) -> (bool, bool),
-) -> Result<Success, Error>
-where
-    T: NativeFinal + ollama_client::StreamItem,
-    ResponseStream<T>: Stream<Item = Result<Chunk<T>, Error>> + Unpin,
-{
+/// Reads a native stream to its end. A chunk carries a token when it holds answer text or
+/// thinking, and answer content when it holds answer text.
+async fn drain(mut stream: InstrumentedStream<ResponseSummary>) -> Result<Success, Error> {
     let mut s = Success {
         first_byte_at: Some(Instant::now()),
         ..Success::default()
     };
     let mut last_token: Option<Instant> = None;
     while let Some(chunk) = stream.next().await {
-        let Chunk {
-            mut item,
-            received_at,
-        } = chunk?;
-        let (token, content) = classify(&item);
+        let Chunk { item, received_at } = chunk?;
+        let content = item.text_bytes > 0;
+        let token = content || item.thinking_bytes > 0;
         token_timing(&mut s, &mut last_token, received_at, token, content);
-        if item.is_final() {
-            let (output, prompt) = item.counts();
-            s.output_tokens = output;
-            s.prompt_tokens = prompt;
-            s.server = item.timings();
-            s.done_reason = item.take_done_reason();
+        if item.done {
+            let Success {
+                output_tokens,
+                prompt_tokens,
+                server,
+                done_reason,
+                ..
+            } = native_success(item);
+            s.output_tokens = output_tokens;
+            s.prompt_tokens = prompt_tokens;
+            s.server = server;
+            s.done_reason = done_reason;
         }
     }
     Ok(s)
