@@ -529,39 +529,41 @@ impl Ctx<'_> {
         ])
     }
 
-    /// 4. Client and telemetry overhead (probe `overhead`) at concurrency 64 and 1.
+    /// Figure 4, client and telemetry overhead (probe `overhead`): at concurrency 64 and 1
+    /// on two worker threads (one client shared across threads, as in a service), and at
+    /// concurrency 64 on one thread (as each of the load tester's lanes runs).
     fn overhead(&self, url: &str) -> Result<Value> {
         eprintln!("bench: [4/6] client and telemetry overhead");
         let events = self.work.join("overhead-events.jsonl");
         let events = events.to_string_lossy();
         let rounds = (self.plan.rounds * 2).to_string();
-        let c64 = self.probe(&[
-            "overhead",
-            "--url",
-            url,
-            "--concurrency",
-            "64",
-            "--rounds",
-            &rounds,
-            "--per-round",
-            if self.plan.quick { "2000" } else { "5000" },
-            "--events",
-            &events,
-        ])?;
-        let c1 = self.probe(&[
-            "overhead",
-            "--url",
-            url,
-            "--concurrency",
-            "1",
-            "--rounds",
-            &rounds,
-            "--per-round",
-            if self.plan.quick { "500" } else { "1500" },
-            "--events",
-            &events,
-        ])?;
-        Ok(json!({"concurrency_64": c64, "concurrency_1": c1}))
+        let run = |runtime: &str, concurrency: &str, per_round: &str| {
+            self.probe(&[
+                "--runtime",
+                runtime,
+                "overhead",
+                "--url",
+                url,
+                "--concurrency",
+                concurrency,
+                "--rounds",
+                &rounds,
+                "--per-round",
+                per_round,
+                "--events",
+                &events,
+            ])
+        };
+        let (many, one) = if self.plan.quick {
+            ("2000", "500")
+        } else {
+            ("5000", "1500")
+        };
+        Ok(json!({
+            "concurrency_64": run("multi", "64", many)?,
+            "concurrency_1": run("multi", "1", one)?,
+            "concurrency_64_one_thread": run("current", "64", many)?,
+        }))
     }
 
     /// 5. Peak RSS of the load tester (and oha, for comparison) after 100k and 1M requests.
@@ -1118,7 +1120,11 @@ fn render_table(report: &Value) -> String {
         out,
         "4. overhead, time-per-request ratio, median [q1..q3] of paired rounds:"
     );
-    for level in ["concurrency_64", "concurrency_1"] {
+    for level in [
+        "concurrency_64",
+        "concurrency_1",
+        "concurrency_64_one_thread",
+    ] {
         let ratios = &results["overhead"][level]["time_ratio"];
         let cell = |v: &Value| {
             format!(

@@ -47,8 +47,19 @@ const SEGMENT: usize = 1400;
 #[derive(Parser)]
 #[command(about = "In-process measurements for `cargo xtask bench` (JSON on stdout)")]
 struct Args {
+    /// The tokio runtime the probe runs on: `multi` (two worker threads, as a service
+    /// sharing one client across threads) or `current` (one thread, as each of the load
+    /// tester's lanes).
+    #[arg(long, global = true, default_value = "multi")]
+    runtime: Runtime,
     #[command(subcommand)]
     probe: Probe,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Runtime {
+    Multi,
+    Current,
 }
 
 #[derive(Subcommand)]
@@ -105,8 +116,15 @@ type Bare = HyperClient<HttpConnector, Full<Bytes>>;
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let mut builder = match args.runtime {
+        Runtime::Multi => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(2);
+            b
+        }
+        Runtime::Current => tokio::runtime::Builder::new_current_thread(),
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
