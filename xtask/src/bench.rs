@@ -563,7 +563,58 @@ impl Ctx<'_> {
             "concurrency_64": run("multi", "64", many)?,
             "concurrency_1": run("multi", "1", one)?,
             "concurrency_64_one_thread": run("current", "64", many)?,
+            "cpu_per_request": self.overhead_cpu(url)?,
         }))
+    }
+
+    /// CPU time per request (user + system, every thread of the probe, so the event writer
+    /// too) of each way of sending, at concurrency 64 on two worker threads: the cost a
+    /// service pays, which time ratios hide when spare cores absorb it. Interleaved rounds;
+    /// ratios per round, then their median.
+    fn overhead_cpu(&self, url: &str) -> Result<Value> {
+        if self.peers.time.is_none() {
+            return Ok(json!({"skipped": "/usr/bin/time is not installed"}));
+        }
+        let variants = [
+            "bare_hyper_util",
+            "ollama_client",
+            "instrumented",
+            "instrumented_no_events",
+        ];
+        let requests: u64 = if self.plan.quick { 10_000 } else { 50_000 };
+        let events = self.work.join("cpu-events.jsonl");
+        let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+        for round in 0..self.plan.rounds {
+            for k in 0..variants.len() {
+                let i = (round + k) % variants.len();
+                let args = [
+                    "one",
+                    "--url",
+                    url,
+                    "--variant",
+                    variants[i],
+                    "--requests",
+                    &requests.to_string(),
+                    "--events",
+                    &events.to_string_lossy(),
+                ]
+                .map(str::to_owned);
+                let (_, us) = self.run_timed(&self.bins.probe, &args, requests)?;
+                cpu[i].extend(us);
+            }
+        }
+        let ratio = |a: usize, b: usize| {
+            let per_round: Vec<f64> = cpu[a].iter().zip(&cpu[b]).map(|(x, y)| x / y).collect();
+            summarize(&per_round)
+        };
+        let mut out = serde_json::Map::new();
+        for (name, values) in variants.iter().zip(&cpu) {
+            out.insert(format!("{name}_us"), summarize(values));
+        }
+        out.insert("ollama_client/bare_hyper_util".into(), ratio(1, 0));
+        out.insert("instrumented/ollama_client".into(), ratio(2, 1));
+        out.insert("instrumented_no_events/ollama_client".into(), ratio(3, 1));
+        Ok(Value::Object(out))
     }
 
     /// 5. Peak RSS of the load tester (and oha, for comparison) after 100k and 1M requests.
@@ -720,28 +771,37 @@ impl Ctx<'_> {
     /// CPU time (user + system) it used per request, in microseconds.
     fn run_tool(&self, tool: Tool, url: &str, requests: u64) -> Result<(f64, Option<f64>)> {
         let (program, args) = self.invocation(tool, url, requests);
-        let (stdout, cpu) = match &self.peers.time {
-            Some(time) => {
-                let log = self.work.join("cpu.txt");
-                let mut command = Command::new(time);
-                command
-                    .args(["-f", "%U %S", "-o"])
-                    .arg(&log)
-                    .arg(&program)
-                    .args(&args);
-                let stdout = capture(&mut command)?;
-                let text = std::fs::read_to_string(&log)?;
-                let secs: f64 = text
-                    .split_whitespace()
-                    .filter_map(|v| v.parse::<f64>().ok())
-                    .sum();
-                #[expect(clippy::cast_precision_loss, reason = "request counts far below 2^52")]
-                let per_request = secs * 1e6 / requests as f64;
-                (stdout, Some(per_request))
-            }
-            None => (capture(Command::new(&program).args(&args))?, None),
-        };
+        let (stdout, cpu) = self.run_timed(&program, &args, requests)?;
         Ok((tool.requests_per_second(&stdout, url)?, cpu))
+    }
+
+    /// Runs `program`; returns its stdout and, with /usr/bin/time, the CPU time (user +
+    /// system, all threads) it used per request, in microseconds.
+    fn run_timed(
+        &self,
+        program: &Path,
+        args: &[String],
+        requests: u64,
+    ) -> Result<(String, Option<f64>)> {
+        let Some(time) = &self.peers.time else {
+            return Ok((capture(Command::new(program).args(args))?, None));
+        };
+        let log = self.work.join("cpu.txt");
+        let mut command = Command::new(time);
+        command
+            .args(["-f", "%U %S", "-o"])
+            .arg(&log)
+            .arg(program)
+            .args(args);
+        let stdout = capture(&mut command)?;
+        let text = std::fs::read_to_string(&log)?;
+        let secs: f64 = text
+            .split_whitespace()
+            .filter_map(|v| v.parse::<f64>().ok())
+            .sum();
+        #[expect(clippy::cast_precision_loss, reason = "request counts far below 2^52")]
+        let per_request = secs * 1e6 / requests as f64;
+        Ok((stdout, Some(per_request)))
     }
 
     fn wrk(&self, wrk: &Path, url: &str, secs: u64) -> Result<f64> {
@@ -1142,6 +1202,27 @@ fn render_table(report: &Value) -> String {
             cell(&ratios["instrumented_no_events/ollama_client"]),
         );
     }
+    let cpu = &results["overhead"]["cpu_per_request"];
+    let cpu_cell = |v: &Value| {
+        format!(
+            "{} [{}..{}]",
+            fixed(&v["median"], 3),
+            fixed(&v["min"], 3),
+            fixed(&v["max"], 3)
+        )
+    };
+    let _ = writeln!(
+        out,
+        "   CPU per request, concurrency 64, two threads (us: bare {}, client {}, instrumented {}, \
+         metrics only {}): client/bare {}  instrumented/client {}  (metrics only {})",
+        fixed(&cpu["bare_hyper_util_us"]["median"], 1),
+        fixed(&cpu["ollama_client_us"]["median"], 1),
+        fixed(&cpu["instrumented_us"]["median"], 1),
+        fixed(&cpu["instrumented_no_events_us"]["median"], 1),
+        cpu_cell(&cpu["ollama_client/bare_hyper_util"]),
+        cpu_cell(&cpu["instrumented/ollama_client"]),
+        cpu_cell(&cpu["instrumented_no_events/ollama_client"]),
+    );
     let _ = write!(out, "5. peak RSS:");
     for run in results["memory"]["runs"].as_array().into_iter().flatten() {
         let _ = write!(
