@@ -96,12 +96,7 @@ impl InstrumentedClient {
 
     /// `POST /api/generate` without streaming.
     pub async fn generate(&self, req: GenerateRequest) -> Result<GenerateResponse, Error> {
-        let info = self.info(
-            op("generate", Endpoint::Generate, false),
-            &req.model,
-            Some(&req.prompt),
-            req.options.as_ref(),
-        );
+        let info = self.generate_info(&req, false);
         let client = self.inner();
         self.unary(info, client.generate(req), |r| {
             native_report(&r.metrics(), r.done_reason.as_deref())
@@ -114,12 +109,7 @@ impl InstrumentedClient {
         &self,
         req: GenerateRequest,
     ) -> Result<InstrumentedStream<GenerateResponse>, Error> {
-        let info = self.info(
-            op("generate", Endpoint::Generate, true),
-            &req.model,
-            Some(&req.prompt),
-            req.options.as_ref(),
-        );
+        let info = self.generate_info(&req, true);
         let client = self.inner();
         self.streamed(info, client.generate_stream(req), observe_generate)
             .await
@@ -149,12 +139,7 @@ impl InstrumentedClient {
     /// `POST /api/generate` without streaming, measured instead of read (see
     /// `ollama_client::ResponseSummary`); recorded like [`generate`](Self::generate).
     pub async fn generate_summary(&self, req: GenerateRequest) -> Result<ResponseSummary, Error> {
-        let info = self.info(
-            op("generate", Endpoint::Generate, false),
-            &req.model,
-            Some(&req.prompt),
-            req.options.as_ref(),
-        );
+        let info = self.generate_info(&req, false);
         let client = self.inner();
         self.unary(info, client.generate_summary(req), summary_report)
             .await
@@ -166,12 +151,7 @@ impl InstrumentedClient {
         &self,
         req: GenerateRequest,
     ) -> Result<InstrumentedStream<ResponseSummary>, Error> {
-        let info = self.info(
-            op("generate", Endpoint::Generate, true),
-            &req.model,
-            Some(&req.prompt),
-            req.options.as_ref(),
-        );
+        let info = self.generate_info(&req, true);
         let client = self.inner();
         self.streamed(info, client.generate_stream_summary(req), observe_summary)
             .await
@@ -430,6 +410,15 @@ impl InstrumentedClient {
             info.options = options.map(|o| Value::Object(o.0.clone()));
         }
         info
+    }
+
+    fn generate_info(&self, req: &GenerateRequest, stream: bool) -> RequestInfo {
+        self.info(
+            op("generate", Endpoint::Generate, stream),
+            &req.model,
+            Some(&req.prompt),
+            req.options.as_ref(),
+        )
     }
 
     fn chat_info(&self, req: &ChatRequest, stream: bool) -> RequestInfo {

@@ -270,6 +270,23 @@ fn first_time<E: de::Error>(seen: &mut u32, key: Key) -> Result<(), E> {
     Ok(())
 }
 
+/// Reads the value of an output key (the answer text, thinking or tool calls: top-level in
+/// generate, inside `message` in chat) into `out`; false, with the value unread, for any
+/// other key.
+fn read_output<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    key: Key,
+    out: &mut ResponseSummary,
+) -> Result<bool, A::Error> {
+    match key {
+        Key::Response => out.text_bytes = map.next_value_seed(Length { nullable: false })?,
+        Key::Thinking => out.thinking_bytes = map.next_value_seed(Length { nullable: true })?,
+        Key::ToolCalls => out.tool_calls = map.next_value_seed(Count)?,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
 /// Measures a chat `message` into the summary's text fields.
 struct MessageSeed<'a>(&'a mut ResponseSummary);
 
@@ -293,17 +310,8 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
         let mut seen = 0;
         while let Some(key) = map.next_key_seed(KeySeed(message_key))? {
             first_time(&mut seen, key)?;
-            match key {
-                Key::Response => {
-                    out.text_bytes = map.next_value_seed(Length { nullable: false })?;
-                }
-                Key::Thinking => {
-                    out.thinking_bytes = map.next_value_seed(Length { nullable: true })?;
-                }
-                Key::ToolCalls => out.tool_calls = map.next_value_seed(Count)?,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+            if !read_output(&mut map, key, out)? {
+                map.next_value::<IgnoredAny>()?;
             }
         }
         Ok(())
@@ -329,15 +337,11 @@ impl<'de> Visitor<'de> for Fields {
         let mut seen = 0;
         while let Some(key) = map.next_key_seed(KeySeed(top_key))? {
             first_time(&mut seen, key)?;
+            if read_output(&mut map, key, &mut out)? {
+                continue;
+            }
             let m = &mut out.metrics;
             match key {
-                Key::Response => {
-                    out.text_bytes = map.next_value_seed(Length { nullable: false })?;
-                }
-                Key::Thinking => {
-                    out.thinking_bytes = map.next_value_seed(Length { nullable: true })?;
-                }
-                Key::ToolCalls => out.tool_calls = map.next_value_seed(Count)?,
                 Key::Message => map.next_value_seed(MessageSeed(&mut out))?,
                 Key::Done => out.done = map.next_value()?,
                 Key::DoneReason => out.done_reason = map.next_value()?,
@@ -348,7 +352,8 @@ impl<'de> Visitor<'de> for Fields {
                 Key::PromptEvalDuration => m.prompt_eval_duration = map.next_value_seed(Nanos)?,
                 Key::EvalCount => m.eval_count = count(&mut map)?,
                 Key::EvalDuration => m.eval_duration = map.next_value_seed(Nanos)?,
-                Key::Other => {
+                // The output keys were read above.
+                Key::Response | Key::Thinking | Key::ToolCalls | Key::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
