@@ -65,6 +65,14 @@
 //! chunks, and refuses lines over 8 MiB with a clear error. Dropping a stream early closes
 //! its socket, which makes Ollama stop generating.
 //!
+//! # Measuring instead of reading
+//!
+//! A caller that needs how an answer went but not its text (a load generator, a probe, a
+//! monitor) can use the `*_summary` forms of generate and chat
+//! ([`Client::generate_summary`], [`Client::chat_stream_summary`], ...): the same requests,
+//! each answer or chunk parsed into a [`ResponseSummary`] (text and thinking lengths, tool
+//! calls, `done`, `done_reason`, [`Metrics`]) without copying the text or `context`.
+//!
 //! # Features
 //!
 //! * `rustls` (default): `https://` base URLs through rustls (ring, webpki roots).
