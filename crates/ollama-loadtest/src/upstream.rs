@@ -337,22 +337,26 @@ impl Upstream {
     }
 }
 
-/// What a native answer's final item tells: counts, server timings and the done reason
-/// (moved out: the item is not read again).
-fn native_success(r: ResponseSummary) -> Success {
+/// Copies what a native answer's final item tells into `s`: counts, server timings and the
+/// done reason (moved out: the item is not read again).
+fn take_final(s: &mut Success, r: ResponseSummary) {
     let m = r.metrics;
-    Success {
-        output_tokens: m.eval_count,
-        prompt_tokens: m.prompt_eval_count,
-        server: ServerTimings {
-            total: m.total_duration,
-            load: m.load_duration,
-            prompt_eval: m.prompt_eval_duration,
-            eval: m.eval_duration,
-        },
-        done_reason: r.done_reason,
-        ..Success::default()
-    }
+    s.output_tokens = m.eval_count;
+    s.prompt_tokens = m.prompt_eval_count;
+    s.server = ServerTimings {
+        total: m.total_duration,
+        load: m.load_duration,
+        prompt_eval: m.prompt_eval_duration,
+        eval: m.eval_duration,
+    };
+    s.done_reason = r.done_reason;
+}
+
+/// The outcome of a native answer that came whole.
+fn native_success(r: ResponseSummary) -> Success {
+    let mut s = Success::default();
+    take_final(&mut s, r);
+    s
 }
 
 /// Updates first-token, first-content and gap timing with one chunk.
@@ -388,17 +392,7 @@ async fn drain(mut stream: InstrumentedStream<ResponseSummary>) -> Result<Succes
         let token = content || item.thinking_bytes > 0;
         token_timing(&mut s, &mut last_token, received_at, token, content);
         if item.done {
-            let Success {
-                output_tokens,
-                prompt_tokens,
-                server,
-                done_reason,
-                ..
-            } = native_success(item);
-            s.output_tokens = output_tokens;
-            s.prompt_tokens = prompt_tokens;
-            s.server = server;
-            s.done_reason = done_reason;
+            take_final(&mut s, item);
         }
     }
     Ok(s)
