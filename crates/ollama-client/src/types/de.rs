@@ -131,6 +131,35 @@ impl<'de> Visitor<'de> for TokenSeq {
     }
 }
 
+/// Reads a map key as bytes, without a UTF-8 check (keys with escapes arrive decoded
+/// through `visit_str`), and maps it with the function it holds.
+#[derive(Clone, Copy)]
+pub(super) struct KeySeed<F>(pub(super) F);
+
+impl<'de, F: Fn(&[u8]) -> K, K> DeserializeSeed<'de> for KeySeed<F> {
+    type Value = K;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<K, D::Error> {
+        d.deserialize_bytes(self)
+    }
+}
+
+impl<F: Fn(&[u8]) -> K, K> Visitor<'_> for KeySeed<F> {
+    type Value = K;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("field identifier")
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<K, E> {
+        Ok((self.0)(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<K, E> {
+        Ok((self.0)(v.as_bytes()))
+    }
+}
+
 /// Implements `Deserialize` for a response struct from its field list: `key => field: seed`,
 /// where `seed` reads the value (`PhantomData` for the field type's own `Deserialize`).
 /// Fields start from `Default`, like `#[serde(default)]`; unknown keys are skipped; a
@@ -142,35 +171,6 @@ macro_rules! deserialize_response {
                 #[allow(non_camel_case_types)]
                 #[derive(Clone, Copy)]
                 enum Field { $($field,)* Unknown }
-
-                struct Key;
-
-                impl<'de> DeserializeSeed<'de> for Key {
-                    type Value = Field;
-
-                    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Field, D::Error> {
-                        d.deserialize_bytes(self)
-                    }
-                }
-
-                impl Visitor<'_> for Key {
-                    type Value = Field;
-
-                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                        f.write_str("field identifier")
-                    }
-
-                    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Field, E> {
-                        Ok(match v {
-                            $($key => Field::$field,)*
-                            _ => Field::Unknown,
-                        })
-                    }
-
-                    fn visit_str<E: de::Error>(self, v: &str) -> Result<Field, E> {
-                        self.visit_bytes(v.as_bytes())
-                    }
-                }
 
                 struct Fields;
 
@@ -184,7 +184,11 @@ macro_rules! deserialize_response {
                     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<$ty, A::Error> {
                         let mut out = $ty::default();
                         let mut seen = 0u64;
-                        while let Some(field) = map.next_key_seed(Key)? {
+                        let key = KeySeed(|v: &[u8]| match v {
+                            $($key => Field::$field,)*
+                            _ => Field::Unknown,
+                        });
+                        while let Some(field) = map.next_key_seed(key)? {
                             let bit = 1u64 << (field as u32);
                             if seen & bit != 0 {
                                 let name = match field {

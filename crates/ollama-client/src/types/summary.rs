@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::Metrics;
-use super::de::Nanos;
+use super::de::{KeySeed, Nanos};
 
 /// How a native generate or chat answer (or one item of its stream) went, without its
 /// text. Returned by the client's `*_summary` methods; built from a full answer with
@@ -165,6 +165,8 @@ impl<'de> Visitor<'de> for Count {
 #[derive(Clone, Copy)]
 enum Key {
     Response,
+    /// A chat message's `content`: the answer text, as `response` in generate.
+    Content,
     Thinking,
     ToolCalls,
     Message,
@@ -184,6 +186,7 @@ impl Key {
     fn name(self) -> &'static str {
         match self {
             Key::Response => "response",
+            Key::Content => "content",
             Key::Thinking => "thinking",
             Key::ToolCalls => "tool_calls",
             Key::Message => "message",
@@ -198,33 +201,6 @@ impl Key {
             Key::EvalDuration => "eval_duration",
             Key::Other => "",
         }
-    }
-}
-
-/// Reads a key as bytes (keys with escapes arrive decoded through `visit_str`).
-struct KeySeed<F>(F);
-
-impl<'de, F: Fn(&[u8]) -> K, K> DeserializeSeed<'de> for KeySeed<F> {
-    type Value = K;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<K, D::Error> {
-        d.deserialize_bytes(self)
-    }
-}
-
-impl<F: Fn(&[u8]) -> K, K> Visitor<'_> for KeySeed<F> {
-    type Value = K;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("field identifier")
-    }
-
-    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<K, E> {
-        Ok((self.0)(v))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<K, E> {
-        Ok((self.0)(v.as_bytes()))
     }
 }
 
@@ -250,7 +226,7 @@ fn top_key(k: &[u8]) -> Key {
 /// The keys of a chat `message` this type reads.
 fn message_key(k: &[u8]) -> Key {
     match k {
-        b"content" => Key::Response,
+        b"content" => Key::Content,
         b"thinking" => Key::Thinking,
         b"tool_calls" => Key::ToolCalls,
         _ => Key::Other,
@@ -279,7 +255,9 @@ fn read_output<'de, A: MapAccess<'de>>(
     out: &mut ResponseSummary,
 ) -> Result<bool, A::Error> {
     match key {
-        Key::Response => out.text_bytes = map.next_value_seed(Length { nullable: false })?,
+        Key::Response | Key::Content => {
+            out.text_bytes = map.next_value_seed(Length { nullable: false })?;
+        }
         Key::Thinking => out.thinking_bytes = map.next_value_seed(Length { nullable: true })?,
         Key::ToolCalls => out.tool_calls = map.next_value_seed(Count)?,
         _ => return Ok(false),
@@ -318,11 +296,6 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
     }
 }
 
-/// Reads an optional count (`null` is `None`).
-fn count<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<u64>, A::Error> {
-    map.next_value()
-}
-
 struct Fields;
 
 impl<'de> Visitor<'de> for Fields {
@@ -347,13 +320,13 @@ impl<'de> Visitor<'de> for Fields {
                 Key::DoneReason => out.done_reason = map.next_value()?,
                 Key::TotalDuration => m.total_duration = map.next_value_seed(Nanos)?,
                 Key::LoadDuration => m.load_duration = map.next_value_seed(Nanos)?,
-                Key::PromptEvalCount => m.prompt_eval_count = count(&mut map)?,
-                Key::PromptEvalCachedCount => m.prompt_eval_cached_count = count(&mut map)?,
+                Key::PromptEvalCount => m.prompt_eval_count = map.next_value()?,
+                Key::PromptEvalCachedCount => m.prompt_eval_cached_count = map.next_value()?,
                 Key::PromptEvalDuration => m.prompt_eval_duration = map.next_value_seed(Nanos)?,
-                Key::EvalCount => m.eval_count = count(&mut map)?,
+                Key::EvalCount => m.eval_count = map.next_value()?,
                 Key::EvalDuration => m.eval_duration = map.next_value_seed(Nanos)?,
                 // The output keys were read above.
-                Key::Response | Key::Thinking | Key::ToolCalls | Key::Other => {
+                Key::Response | Key::Content | Key::Thinking | Key::ToolCalls | Key::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
@@ -448,6 +421,9 @@ mod tests {
         assert!(e(r#"{"response":1}"#).contains("expected a string"));
         assert!(e(r#"{"done":true,"done":true}"#).contains("duplicate field `done`"));
         assert!(e(r#"{"message":{"content":null}}"#).contains("expected a string"));
+        assert!(
+            e(r#"{"message":{"content":"a","content":"b"}}"#).contains("duplicate field `content`")
+        );
         assert!(e(r#"{"tool_calls":{}}"#).contains("expected an array or null"));
         assert!(e(r#"{"context":[1,"#).contains("EOF"));
         assert!(e("[]").contains("expected struct ResponseSummary"));
