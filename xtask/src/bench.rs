@@ -205,9 +205,12 @@ struct Binaries {
 }
 
 /// A load generator in the throughput comparison.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Tool {
+    /// As users run it: the JSONL request log on.
     Loadtest,
+    /// With `--no-events`: like for like with oha, which writes nothing per request.
+    LoadtestNoEvents,
     Bare,
     Oha,
 }
@@ -216,6 +219,7 @@ impl Tool {
     fn name(self) -> &'static str {
         match self {
             Self::Loadtest => "ollama-loadtest",
+            Self::LoadtestNoEvents => "ollama-loadtest-no-events",
             Self::Bare => "bare-hyper-util",
             Self::Oha => "oha",
         }
@@ -227,7 +231,7 @@ impl Tool {
             .with_context(|| format!("{} printed no JSON report", self.name()))?;
         let summary = &report["summary"];
         match self {
-            Self::Loadtest => {
+            Self::Loadtest | Self::LoadtestNoEvents => {
                 if summary["failures"].as_u64() != Some(0) {
                     bail!("ollama-loadtest against {url} had failures: {summary}");
                 }
@@ -399,10 +403,7 @@ impl Ctx<'_> {
             "bench: [2/6] load generator throughput ({} rounds)",
             self.plan.rounds
         );
-        let mut tools = vec![Tool::Loadtest, Tool::Bare];
-        if self.peers.oha.is_some() {
-            tools.push(Tool::Oha);
-        }
+        let tools = self.load_generators();
         // rates[target][tool] and cpu[target][tool] = one value per round.
         let mut rates = vec![vec![Vec::new(); tools.len()]; targets.len()];
         let mut cpu = vec![vec![Vec::new(); tools.len()]; targets.len()];
@@ -434,17 +435,28 @@ impl Ctx<'_> {
                 summary["cpu_us_per_request"] = summarize(cpu_values);
                 entry.insert(tool.name().to_owned(), summary);
             }
-            let ratio = |other: usize| {
-                let ratios: Vec<f64> = per_tool[0]
-                    .iter()
-                    .zip(&per_tool[other])
-                    .map(|(a, b)| a / b)
-                    .collect();
-                summarize(&ratios)
+            let rounds_of =
+                |tool: Tool| tools.iter().position(|t| *t == tool).map(|i| &per_tool[i]);
+            let ratio = |of: Tool, over: Tool| match (rounds_of(of), rounds_of(over)) {
+                (Some(a), Some(b)) => {
+                    let ratios: Vec<f64> = a.iter().zip(b).map(|(a, b)| a / b).collect();
+                    summarize(&ratios)
+                }
+                _ => Value::Null,
             };
-            entry.insert("ratio_loadtest_over_bare".into(), ratio(1));
-            if tools.len() > 2 {
-                entry.insert("ratio_loadtest_over_oha".into(), ratio(2));
+            for (key, of, over) in [
+                ("ratio_loadtest_over_bare", Tool::Loadtest, Tool::Bare),
+                ("ratio_loadtest_over_oha", Tool::Loadtest, Tool::Oha),
+                (
+                    "ratio_loadtest_no_events_over_oha",
+                    Tool::LoadtestNoEvents,
+                    Tool::Oha,
+                ),
+            ] {
+                let value = ratio(of, over);
+                if !value.is_null() {
+                    entry.insert(key.into(), value);
+                }
             }
             out.insert((*target).to_owned(), Value::Object(entry));
         }
@@ -459,10 +471,7 @@ impl Ctx<'_> {
         };
         eprintln!("bench: [2b] instructions per request (callgrind)");
         let mut out = serde_json::Map::new();
-        let mut tools = vec![Tool::Loadtest, Tool::Bare];
-        if self.peers.oha.is_some() {
-            tools.push(Tool::Oha);
-        }
+        let tools = self.load_generators();
         for tool in tools {
             let per_request = instructions_per_request(
                 valgrind,
@@ -669,8 +678,19 @@ impl Ctx<'_> {
         Ok(Value::Array(out))
     }
 
-    /// The load tester's arguments for `requests` requests at concurrency 64 against `url`.
-    fn loadtest_args(&self, url: &str, requests: u64, extra: &[&str]) -> Vec<String> {
+    /// The load generators of the throughput and instruction comparisons: oha only when
+    /// installed.
+    fn load_generators(&self) -> Vec<Tool> {
+        let mut tools = vec![Tool::Loadtest, Tool::Bare, Tool::LoadtestNoEvents];
+        if self.peers.oha.is_some() {
+            tools.push(Tool::Oha);
+        }
+        tools
+    }
+
+    /// The load tester's arguments for `requests` requests at concurrency 64 against `url`,
+    /// with its JSONL request log on (as users run it by default) or off.
+    fn loadtest_args(&self, url: &str, requests: u64, events: bool, extra: &[&str]) -> Vec<String> {
         let c = CONCURRENCY.to_string();
         let mut args: Vec<String> = [
             "--base-url",
@@ -696,21 +716,25 @@ impl Ctx<'_> {
                 .to_string_lossy()
                 .into_owned(),
         );
-        // Events on, as users run it by default, but into the bench's temporary directory.
-        args.push("--events".into());
-        args.push(
-            self.work
-                .join("loadtest-events.jsonl")
-                .to_string_lossy()
-                .into_owned(),
-        );
+        if events {
+            // Into the bench's temporary directory, not the default logs/requests.jsonl.
+            args.push("--events".into());
+            args.push(
+                self.work
+                    .join("loadtest-events.jsonl")
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        } else {
+            args.push("--no-events".into());
+        }
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         args
     }
 
     /// Runs the load tester for `requests` requests and returns its JSON report.
     fn loadtest_report(&self, url: &str, requests: u64, extra: &[&str]) -> Result<Value> {
-        let args = self.loadtest_args(url, requests, extra);
+        let args = self.loadtest_args(url, requests, true, extra);
         let out = capture(Command::new(&self.bins.loadtest).args(&args))?;
         serde_json::from_str(&out).context("ollama-loadtest --json printed no JSON report")
     }
@@ -725,9 +749,14 @@ impl Ctx<'_> {
     fn invocation(&self, tool: Tool, url: &str, requests: u64) -> (PathBuf, Vec<String>) {
         let c = CONCURRENCY.to_string();
         match tool {
-            Tool::Loadtest => (
+            Tool::Loadtest | Tool::LoadtestNoEvents => (
                 self.bins.loadtest.clone(),
-                self.loadtest_args(url, requests, &["--workers", "64"]),
+                self.loadtest_args(
+                    url,
+                    requests,
+                    matches!(tool, Tool::Loadtest),
+                    &["--workers", "64"],
+                ),
             ),
             Tool::Bare => (
                 self.bins.probe.clone(),
@@ -1133,11 +1162,23 @@ fn render_table(report: &Value) -> String {
                 fixed(&entry["ratio_loadtest_over_bare"]["median"], 3),
             );
         }
+        for (target, entry) in targets {
+            let _ = writeln!(
+                out,
+                "   {target:<7} like for like with oha (which writes nothing per request): \
+                 ollama-loadtest --no-events {} [{}..{}], lt-no-events/oha {}",
+                kilo(&entry["ollama-loadtest-no-events"]["median"]),
+                kilo(&entry["ollama-loadtest-no-events"]["min"]),
+                kilo(&entry["ollama-loadtest-no-events"]["max"]),
+                fixed(&entry["ratio_loadtest_no_events_over_oha"]["median"], 3),
+            );
+        }
     }
     let _ = writeln!(
         out,
         "   CPU us/request (median, user+sys): ollama-loadtest {}, oha {}, bare {} (sim); \
-         user-space instructions/request (callgrind): ollama-loadtest {}, oha {}, bare {}",
+         user-space instructions/request (callgrind): ollama-loadtest {} ({} with --no-events), \
+         oha {}, bare {}",
         fixed(
             &results["throughput"]["sim"]["ollama-loadtest"]["cpu_us_per_request"]["median"],
             1
@@ -1151,6 +1192,7 @@ fn render_table(report: &Value) -> String {
             1
         ),
         fixed(&results["instructions"]["ollama-loadtest"], 0),
+        fixed(&results["instructions"]["ollama-loadtest-no-events"], 0),
         fixed(&results["instructions"]["oha"], 0),
         fixed(&results["instructions"]["bare-hyper-util"], 0),
     );
