@@ -658,17 +658,24 @@ impl Recorder {
         let models = self
             .models
             .iter()
-            .map(|m| ModelStats {
-                requests: m.successes + m.failures,
-                successes: m.successes,
-                failures: m.failures,
-                latency_ms: m.e2e.distribution(),
-                ttft_ms: m.ttft.distribution(),
-                tokens_per_second: m.tps.distribution(),
-                output_tokens_total: m.output_tokens,
-                cold_loads: m.cold_loads,
+            .map(|m| {
+                Ok(ModelStats {
+                    requests: m.successes + m.failures,
+                    successes: m.successes,
+                    failures: m.failures,
+                    latency_ms: m.e2e.distribution(),
+                    ttft_ms: m.ttft.distribution(),
+                    tokens_per_second: m.tps.distribution(),
+                    output_tokens_total: m.output_tokens,
+                    cold_loads: m.cold_loads,
+                    histograms: encode_tracks([
+                        (&m.e2e, NAMES[M::E2e as usize]),
+                        (&m.ttft, NAMES[M::Ttft as usize]),
+                        (&m.tps, NAMES[M::Tps as usize]),
+                    ])?,
+                })
             })
-            .collect();
+            .collect::<Result<_, HistogramError>>()?;
         let time_series = self
             .seconds
             .iter()
@@ -689,12 +696,7 @@ impl Recorder {
                 }
             })
             .collect();
-        let mut histograms = BTreeMap::new();
-        for (track, name) in self.tracks.iter().zip(NAMES) {
-            if track.len() > 0 {
-                histograms.insert(name.to_owned(), track.encode()?);
-            }
-        }
+        let histograms = encode_tracks(self.tracks.iter().zip(NAMES))?;
         Ok(Aggregates {
             summary,
             metrics,
@@ -709,6 +711,17 @@ impl Recorder {
             histograms,
         })
     }
+}
+
+/// The serialized histograms of the tracks that hold values, by name.
+fn encode_tracks<'a>(
+    tracks: impl IntoIterator<Item = (&'a Track, &'static str)>,
+) -> Result<BTreeMap<String, EncodedHistogram>, HistogramError> {
+    tracks
+        .into_iter()
+        .filter(|(track, _)| track.len() > 0)
+        .map(|(track, name)| Ok((name.to_owned(), track.encode()?)))
+        .collect()
 }
 
 #[cfg(test)]

@@ -335,6 +335,11 @@ pub struct ModelStats {
     pub output_tokens_total: u64,
     /// Requests that waited on a model load.
     pub cold_loads: u64,
+    /// `e2e`, `ttft` and `tokens_per_second` of this model's successes, serialized like the
+    /// report's `histograms`, so that merged shards recompute the distributions above
+    /// exactly. Empty in reports written before it existed.
+    #[serde(default)]
+    pub histograms: BTreeMap<String, EncodedHistogram>,
 }
 
 /// What the test ran against.

@@ -1,13 +1,13 @@
 //! Merging the reports of load-generator shards that ran the same scenario at the same time.
 //!
-//! Lossless where the schema allows it: histograms are added bucket by bucket and every
-//! distribution is recomputed from the sum, counts are summed, rates (requests/s, tokens/s,
-//! goodput, open-loop rates) are added because the shards ran side by side, and the timed
-//! window spans the earliest start to the latest end. Two things cannot be exact: the peak
-//! number of requests in flight is the sum of the shards' peaks (an upper bound, the peaks
-//! need not coincide), and per-model distributions of a multi-model mix are dropped when the
-//! model ran on several shards (the report serializes no per-model histograms). The
-//! environment (server, host) is the first shard's.
+//! Lossless where the schema allows it: histograms (the report's, and each model's own) are
+//! added bucket by bucket and every distribution is recomputed from the sum, counts are
+//! summed, rates (requests/s, tokens/s, goodput, open-loop rates) are added because the
+//! shards ran side by side, and the timed window spans the earliest start to the latest end.
+//! One thing cannot be exact: the peak number of requests in flight is the sum of the
+//! shards' peaks (an upper bound, the peaks need not coincide). Reports written before
+//! per-model histograms existed merge too, but a model of a mix that ran on several of them
+//! keeps only its counts. The environment (server, host) is the first shard's.
 //!
 //! Reports of different scenarios never merge: the workload (mode, endpoint, streaming,
 //! model mix, prompts, options, SLOs) must be identical; only the share of load (workers,
@@ -209,55 +209,11 @@ pub(crate) fn merge_loadtest(parts: &[(String, &Report)]) -> Result<Report, Erro
     let reports: Vec<&Report> = parts.iter().map(|(_, r)| *r).collect();
 
     // Histograms first: every distribution is recomputed from them.
-    let mut histograms: BTreeMap<String, EncodedHistogram> = BTreeMap::new();
-    let mut decoded: BTreeMap<String, (Histogram<u64>, f64)> = BTreeMap::new();
-    let names: std::collections::BTreeSet<&String> =
-        reports.iter().flat_map(|r| r.histograms.keys()).collect();
-    for name in names {
-        let mut acc: Option<(Histogram<u64>, EncodedHistogram)> = None;
-        for (label, r) in parts {
-            let Some(enc) = r.histograms.get(name) else {
-                continue;
-            };
-            let h = enc.decode().map_err(|e| {
-                Error::Merge(format!(
-                    "{label}: histogram `{name}` cannot be decoded: {e}"
-                ))
-            })?;
-            match &mut acc {
-                None => acc = Some((h, enc.clone())),
-                Some((sum, first_enc)) => {
-                    if first_enc.unit != enc.unit
-                        || first_enc.scale.to_bits() != enc.scale.to_bits()
-                    {
-                        return Err(Error::Merge(format!(
-                            "{label}: histogram `{name}` is in unit {} (scale {}), not {} (scale {})",
-                            enc.unit, enc.scale, first_enc.unit, first_enc.scale
-                        )));
-                    }
-                    sum.add(&h).map_err(|e| {
-                        Error::Merge(format!(
-                            "{label}: histogram `{name}` cannot be added: {e:?}"
-                        ))
-                    })?;
-                }
-            }
-        }
-        if let Some((h, enc)) = acc {
-            let encoded = EncodedHistogram::encode(&h, &enc.unit, enc.scale)
-                .map_err(|e| Error::Merge(format!("histogram `{name}`: {e}")))?;
-            histograms.insert(name.clone(), encoded);
-            decoded.insert(name.clone(), (h, enc.scale));
-        }
-    }
-    let dist = |name: &str| {
-        decoded
-            .get(name)
-            .and_then(|(h, scale)| Distribution::from_histogram(h, *scale))
-    };
+    let summed = sum_histograms(parts, |r| Some(&r.histograms), "histogram")?;
+    let dist = |name: &str| summed.distribution(name);
 
     let mut out = first.clone();
-    out.histograms = histograms;
+    out.histograms = summed.encoded.clone();
 
     // Metrics: every field `<name>` or `<name>_ms` is the distribution of histogram `<name>`.
     let mut metrics =
@@ -386,7 +342,10 @@ pub(crate) fn merge_loadtest(parts: &[(String, &Report)]) -> Result<Report, Erro
         };
     }
 
-    // Per model.
+    // Per model: counts sum; distributions come from the models' own histograms, summed like
+    // the report's. Reports written before those existed fall back to the report's
+    // distributions for a single model, and to none for a model of a mix that ran on several
+    // shards (its distributions cannot be recomputed from anything).
     let single_model = reports
         .iter()
         .flat_map(|r| r.models.keys())
@@ -410,21 +369,38 @@ pub(crate) fn merge_loadtest(parts: &[(String, &Report)]) -> Result<Report, Erro
                 .or_insert_with(|| (m.clone(), 1));
         }
     }
-    out.models = models
-        .into_iter()
-        .map(|(name, (mut m, shards))| {
-            if single_model {
-                m.latency_ms = dist("e2e");
-                m.ttft_ms = dist("ttft");
-                m.tokens_per_second = dist("tokens_per_second");
-            } else if shards > 1 {
-                m.latency_ms = None;
-                m.ttft_ms = None;
-                m.tokens_per_second = None;
-            }
-            (name, m)
-        })
-        .collect();
+    let mut merged_models = BTreeMap::new();
+    for (name, (mut m, shards)) in models {
+        // Every shard where the model succeeded recorded its latency histogram.
+        let recorded = reports.iter().all(|r| {
+            r.models
+                .get(&name)
+                .is_none_or(|m| m.successes == 0 || m.histograms.contains_key("e2e"))
+        });
+        if recorded {
+            let own = sum_histograms(
+                parts,
+                |r| r.models.get(&name).map(|m| &m.histograms),
+                &format!("model `{name}` histogram"),
+            )?;
+            m.latency_ms = own.distribution("e2e");
+            m.ttft_ms = own.distribution("ttft");
+            m.tokens_per_second = own.distribution("tokens_per_second");
+            m.histograms = own.encoded;
+        } else if single_model {
+            m.latency_ms = dist("e2e");
+            m.ttft_ms = dist("ttft");
+            m.tokens_per_second = dist("tokens_per_second");
+            m.histograms = BTreeMap::new();
+        } else if shards > 1 {
+            m.latency_ms = None;
+            m.ttft_ms = None;
+            m.tokens_per_second = None;
+            m.histograms = BTreeMap::new();
+        }
+        merged_models.insert(name, m);
+    }
+    out.models = merged_models;
 
     out.time_series = merge_series(&reports, &offsets);
     out.samples.requests = reports
@@ -439,6 +415,75 @@ pub(crate) fn merge_loadtest(parts: &[(String, &Report)]) -> Result<Report, Erro
 }
 
 /// Adds the per-second series, aligned by each shard's start.
+/// Histograms of several shards added name by name, encoded for the report and decoded for
+/// recomputing distributions.
+struct Summed {
+    encoded: BTreeMap<String, EncodedHistogram>,
+    decoded: BTreeMap<String, (Histogram<u64>, f64)>,
+}
+
+impl Summed {
+    /// The distribution of histogram `name` in its report unit, if any shard had it.
+    fn distribution(&self, name: &str) -> Option<Distribution> {
+        self.decoded
+            .get(name)
+            .and_then(|(h, scale)| Distribution::from_histogram(h, *scale))
+    }
+}
+
+/// Adds up, name by name, the histograms that `of` finds in each shard (a shard without
+/// them, or without one name, adds nothing to it). `what` names them in errors, with the
+/// shard's label: one that cannot be decoded, or whose unit differs from the first shard's.
+fn sum_histograms<'r>(
+    parts: &[(String, &'r Report)],
+    of: impl Fn(&'r Report) -> Option<&'r BTreeMap<String, EncodedHistogram>>,
+    what: &str,
+) -> Result<Summed, Error> {
+    let mut summed = Summed {
+        encoded: BTreeMap::new(),
+        decoded: BTreeMap::new(),
+    };
+    let names: std::collections::BTreeSet<&String> = parts
+        .iter()
+        .filter_map(|(_, r)| of(r))
+        .flat_map(BTreeMap::keys)
+        .collect();
+    for name in names {
+        let mut acc: Option<(Histogram<u64>, &EncodedHistogram)> = None;
+        for (label, r) in parts {
+            let Some(enc) = of(r).and_then(|map| map.get(name)) else {
+                continue;
+            };
+            let h = enc.decode().map_err(|e| {
+                Error::Merge(format!("{label}: {what} `{name}` cannot be decoded: {e}"))
+            })?;
+            match &mut acc {
+                None => acc = Some((h, enc)),
+                Some((sum, first_enc)) => {
+                    if first_enc.unit != enc.unit
+                        || first_enc.scale.to_bits() != enc.scale.to_bits()
+                    {
+                        return Err(Error::Merge(format!(
+                            "{label}: {what} `{name}` is in unit {} (scale {}), not {} (scale {})",
+                            enc.unit, enc.scale, first_enc.unit, first_enc.scale
+                        )));
+                    }
+                    sum.add(&h).map_err(|e| {
+                        Error::Merge(format!("{label}: {what} `{name}` cannot be added: {e:?}"))
+                    })?;
+                }
+            }
+        }
+        if let Some((h, enc)) = acc {
+            let encoded = EncodedHistogram::encode(&h, &enc.unit, enc.scale)
+                .map_err(|e| Error::Merge(format!("{what} `{name}`: {e}")))?;
+            summed.encoded.insert(name.clone(), encoded);
+            summed.decoded.insert(name.clone(), (h, enc.scale));
+        }
+    }
+    Ok(summed)
+}
+
 fn merge_series(reports: &[&Report], offsets: &[f64]) -> Vec<SecondBucket> {
     let mut by_second: BTreeMap<u64, (SecondBucket, f64)> = BTreeMap::new();
     for (r, off) in reports.iter().zip(offsets) {

@@ -153,3 +153,111 @@ async fn different_scenarios_and_kinds_refuse_to_merge() {
         assert_eq!(r.summary.total_requests, sum);
     }
 }
+
+/// A model mix merges per model too: each model's distributions are recomputed from its own
+/// histograms summed over the shards, and match the exact percentiles of that model's
+/// requests. Shards written before per-model histograms existed still merge, without the
+/// distributions of a mixed model that ran on several shards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_mix_merges_per_model() {
+    let mut fast = ollama_sim::ModelSpec::chat("fast:latest");
+    fast.tokens_per_sec = 800.0;
+    let mut slow = ollama_sim::ModelSpec::chat("slow:latest");
+    slow.tokens_per_sec = 100.0;
+    let sim = ollama_sim::Sim::start(ollama_sim::SimConfig {
+        models: vec![fast, slow],
+        num_parallel: 4,
+        time_scale: 0.05,
+        seed: 7,
+        ..ollama_sim::SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let url = sim.base_url();
+    let mixed = |seed: u64| {
+        let mut c = config(&url, 1, 16, seed);
+        c.workload.models = ["fast:latest", "slow:latest"]
+            .map(|name| WeightedModel {
+                name: name.into(),
+                weight: 1,
+            })
+            .to_vec();
+        c
+    };
+    let (east, west, north) = tokio::join!(
+        ollama_loadtest::run(mixed(2)),
+        ollama_loadtest::run(mixed(3)),
+        ollama_loadtest::run(mixed(4)),
+    );
+    sim.shutdown().await;
+    let shards = [east.unwrap(), west.unwrap(), north.unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let mut docs = Vec::new();
+    let mut old_docs = Vec::new();
+    for (i, r) in shards.iter().enumerate() {
+        let p = dir.path().join(format!("shard-{i}.json"));
+        r.write_atomic(&p).unwrap();
+        docs.push((p.display().to_string(), read_document(&p).unwrap()));
+        // The same shard as an older version wrote it: no per-model histograms.
+        let mut value: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        for model in value["models"].as_object_mut().unwrap().values_mut() {
+            model.as_object_mut().unwrap().remove("histograms");
+        }
+        let old = dir.path().join(format!("old-{i}.json"));
+        std::fs::write(&old, value.to_string()).unwrap();
+        old_docs.push((old.display().to_string(), read_document(&old).unwrap()));
+    }
+    let Merged::LoadTest(merged) = merge_documents(docs).unwrap() else {
+        panic!("load-test shards merge into a load-test report");
+    };
+    let mut p50s = Vec::new();
+    for name in ["fast:latest", "slow:latest"] {
+        let model = &merged.models[name];
+        let ran: Vec<_> = shards.iter().filter_map(|r| r.models.get(name)).collect();
+        assert!(ran.len() > 1, "{name} ran on several shards (seeded mix)");
+        assert_eq!(
+            model.successes,
+            ran.iter().map(|shard| shard.successes).sum::<u64>()
+        );
+        assert_eq!(
+            model.requests,
+            ran.iter().map(|shard| shard.requests).sum::<u64>()
+        );
+        let latency = model.latency_ms.clone().expect("merged per-model latency");
+        assert_eq!(
+            latency.count, model.successes,
+            "every success of {name} is counted"
+        );
+        // Every request of every shard is a sample (16 <= sample_count).
+        let mut e2e: Vec<f64> = shards
+            .iter()
+            .flat_map(|r| r.samples.requests.iter())
+            .filter(|sample| sample.model == name)
+            .map(|sample| sample.e2e_ms)
+            .collect();
+        assert_eq!(e2e.len() as u64, model.successes);
+        for (q, got) in [(0.5, latency.p50), (0.95, latency.p95), (1.0, latency.max)] {
+            let want = exact(&mut e2e, q);
+            assert!(
+                (got - want).abs() <= want * 0.002 + 0.002,
+                "{name} p{q}: merged {got} ms, exact {want} ms"
+            );
+        }
+        assert!(model.ttft_ms.is_some() && model.tokens_per_second.is_some());
+        p50s.push(latency.p50);
+    }
+    assert!(
+        p50s[1] > p50s[0] * 1.5,
+        "the slow model's latency is its own, not the mix's: {p50s:?}"
+    );
+
+    let Merged::LoadTest(old) = merge_documents(old_docs).unwrap() else {
+        panic!("load-test shards merge into a load-test report");
+    };
+    for name in ["fast:latest", "slow:latest"] {
+        let model = &old.models[name];
+        assert_eq!(model.successes, merged.models[name].successes);
+        assert!(model.latency_ms.is_none() && model.histograms.is_empty());
+    }
+}
