@@ -3,6 +3,7 @@
 //! profile, which `cargo test` has mostly compiled already).
 #![allow(clippy::unwrap_used)]
 
+use std::fmt::Write as _;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -131,7 +132,7 @@ loadtest_args = ["--model", "fast"]
 
 [candidate]
 loadtest_args = ["--model", "{candidate_model}"]
-revert = "touch '{dir}/candidate-reverted'"
+revert = "touch '{dir}/candidate-reverted'; echo candidate >> '{dir}/revert-order'"
 
 [gates]
 min_success_rate_percent = 99.0
@@ -146,7 +147,7 @@ loadtest_args = ["--model", "fast", "--workers", "2", "--abort-error-rate", "100
 name = "canary"
 base_url = "{stage_url}"
 apply = "touch '{dir}/canary-applied'"
-revert = "touch '{dir}/canary-reverted'"
+revert = "touch '{dir}/canary-reverted'; echo canary >> '{dir}/revert-order'"
 "#,
         reports = dir.join("reports").display(),
         loadtest = tools.join("ollama-loadtest").display(),
@@ -280,6 +281,51 @@ fn a_stage_that_returns_5xx_fails_the_watch_and_is_reverted() {
         "{report}"
     );
     assert!(dir.path().join("canary-reverted").exists());
+}
+
+#[test]
+fn a_later_stage_that_fails_rolls_back_every_applied_stage_newest_first() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (staging, canary) = (Sim::start(&[]), Sim::start(&[]));
+    let production = Sim::start(&[
+        "--fault",
+        "kind=status,status=500,every=3,endpoint=/api/generate",
+    ]);
+    let mut plan_text = plan(
+        dir.path(),
+        tool_dir(),
+        &staging.url(),
+        "fast",
+        &canary.url(),
+    );
+    let _ = write!(
+        plan_text,
+        r#"
+[[stage]]
+name = "production"
+base_url = "{url}"
+apply = "touch '{dir}/production-applied'"
+revert = "echo production >> '{dir}/revert-order'"
+"#,
+        url = production.url(),
+        dir = dir.path().display(),
+    );
+    let output = rollout(dir.path(), &plan_text, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", explain(&output));
+    let report = report_markdown(dir.path());
+    assert!(report.contains("stage canary watch"), "{report}");
+    assert!(report.contains("were 5xx"), "{report}");
+    for hook in [
+        "stage production revert hook | pass",
+        "stage canary revert hook | pass",
+        "candidate revert hook | pass",
+    ] {
+        assert!(report.contains(hook), "no `{hook}` in\n{report}");
+    }
+    assert!(dir.path().join("production-applied").exists());
+    let order = std::fs::read_to_string(dir.path().join("revert-order")).unwrap();
+    assert_eq!(order, "production\ncanary\ncandidate\n");
 }
 
 #[test]

@@ -5,8 +5,9 @@
 //! the plan's models present), baseline and candidate load runs against the evaluation
 //! server, `ollama-perfreport compare`, a resource comparison through the Prometheus HTTP
 //! API, then for each stage: apply hook, smoke load over the evaluation window while the
-//! watch queries run. The first failed gate stops the rollout and runs the revert hook of
-//! what was applied last. A Markdown and an HTML report record every gate.
+//! watch queries run. The first failed gate stops the rollout and rolls back everything it
+//! applied, newest first: the failed stage, the stages before it, then the candidate. A
+//! Markdown and an HTML report record every gate.
 
 mod plan;
 mod report;
@@ -151,7 +152,10 @@ fn dry_run_text(plan: &Plan, path: &Path) -> Result<String> {
         }
     }
     if let Some(revert) = &plan.candidate.revert {
-        let _ = writeln!(out, "   if the candidate fails: sh -c {revert:?}");
+        let _ = writeln!(
+            out,
+            "   if the candidate or any stage fails: sh -c {revert:?}"
+        );
     }
     for stage in &plan.stages {
         let _ = writeln!(
@@ -181,7 +185,7 @@ fn dry_run_text(plan: &Plan, path: &Path) -> Result<String> {
             }
         }
         if let Some(revert) = &stage.revert {
-            let _ = writeln!(out, "   if the stage fails: sh -c {revert:?}");
+            let _ = writeln!(out, "   if this or a later stage fails: sh -c {revert:?}");
         }
     }
     Ok(out)
@@ -308,6 +312,12 @@ impl Runner {
         }
         for index in 0..self.plan.stages.len() {
             if !self.stage(index) {
+                // A half-rolled-out fleet is not a safe place to stop: the stages that passed
+                // go back too, newest first, and so does the evaluation server.
+                for earlier in (0..index).rev() {
+                    self.revert_stage(earlier);
+                }
+                self.revert_candidate();
                 return Ok(false);
             }
         }
@@ -478,19 +488,29 @@ impl Runner {
             name,
             base_url,
             apply,
-            revert,
+            ..
         } = &self.plan.stages[index];
-        let (name, base_url, apply, revert) = (
-            name.clone(),
-            base_url.clone(),
-            apply.clone(),
-            revert.clone(),
-        );
+        let (name, base_url, apply) = (name.clone(), base_url.clone(), apply.clone());
         let result = self.stage_steps(&name, &base_url, apply.as_deref());
         let passed = self
             .failed_on_error(&format!("stage {name}"), result)
             .unwrap_or(false);
-        if !passed && let Some(revert) = revert {
+        if !passed {
+            self.revert_stage(index);
+        }
+        passed
+    }
+
+    /// Runs stage `index`'s revert hook, if it has one.
+    fn revert_stage(&mut self, index: usize) {
+        let Stage {
+            name,
+            base_url,
+            revert,
+            ..
+        } = &self.plan.stages[index];
+        if let Some(revert) = revert.clone() {
+            let (name, base_url) = (name.clone(), base_url.clone());
             self.hook(
                 &format!("stage {name} revert hook"),
                 &revert,
@@ -498,7 +518,6 @@ impl Runner {
                 &base_url,
             );
         }
-        passed
     }
 
     fn stage_steps(&mut self, name: &str, base_url: &str, apply: Option<&str>) -> Result<bool> {
