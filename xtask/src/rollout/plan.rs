@@ -79,8 +79,8 @@ pub(crate) struct Variant {
     /// Shell command run before this side's run (e.g. restart staging with new settings).
     #[serde(default)]
     pub(crate) apply: Option<String>,
-    /// Shell command that undoes `apply`; run for the candidate when a gate before the
-    /// stages fails.
+    /// Shell command that undoes `apply`; run for the candidate when any later gate fails
+    /// (last, after the reverts of the stages applied so far).
     #[serde(default)]
     pub(crate) revert: Option<String>,
 }
@@ -164,7 +164,8 @@ pub(crate) struct Stage {
     /// Shell command that applies the change to this stage.
     #[serde(default)]
     pub(crate) apply: Option<String>,
-    /// Shell command that reverts it; run when this stage fails.
+    /// Shell command that reverts it; run when this stage or a later one fails (newest
+    /// stage first).
     #[serde(default)]
     pub(crate) revert: Option<String>,
 }
