@@ -79,8 +79,8 @@ pub(crate) struct Variant {
     /// Shell command run before this side's run (e.g. restart staging with new settings).
     #[serde(default)]
     pub(crate) apply: Option<String>,
-    /// Shell command that undoes `apply`; run for the candidate when any later gate fails
-    /// (last, after the reverts of the stages applied so far).
+    /// Shell command that undoes `apply`; run for the candidate when its load run or any
+    /// later gate fails (last, after the reverts of the stages applied so far).
     #[serde(default)]
     pub(crate) revert: Option<String>,
 }
