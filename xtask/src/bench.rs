@@ -1222,20 +1222,22 @@ fn render_table(report: &Value) -> String {
         out,
         "4. overhead, time-per-request ratio, median [q1..q3] of paired rounds:"
     );
+    // A ratio's median with its spread: `[q1..q3]` of paired rounds, `[min..max]` of runs.
+    let spread = |v: &Value, low: &str, high: &str| {
+        format!(
+            "{} [{}..{}]",
+            fixed(&v["median"], 3),
+            fixed(&v[low], 3),
+            fixed(&v[high], 3)
+        )
+    };
     for level in [
         "concurrency_64",
         "concurrency_1",
         "concurrency_64_one_thread",
     ] {
         let ratios = &results["overhead"][level]["time_ratio"];
-        let cell = |v: &Value| {
-            format!(
-                "{} [{}..{}]",
-                fixed(&v["median"], 3),
-                fixed(&v["q1"], 3),
-                fixed(&v["q3"], 3)
-            )
-        };
+        let cell = |v: &Value| spread(v, "q1", "q3");
         let _ = writeln!(
             out,
             "   {level}: client/bare {}  instrumented/client {}  (metrics only {})",
@@ -1245,14 +1247,7 @@ fn render_table(report: &Value) -> String {
         );
     }
     let cpu = &results["overhead"]["cpu_per_request"];
-    let cpu_cell = |v: &Value| {
-        format!(
-            "{} [{}..{}]",
-            fixed(&v["median"], 3),
-            fixed(&v["min"], 3),
-            fixed(&v["max"], 3)
-        )
-    };
+    let cpu_cell = |v: &Value| spread(v, "min", "max");
     let _ = writeln!(
         out,
         "   CPU per request, concurrency 64, two threads (us: bare {}, client {}, instrumented {}, \
