@@ -209,11 +209,12 @@ pub(crate) fn merge_loadtest(parts: &[(String, &Report)]) -> Result<Report, Erro
     let reports: Vec<&Report> = parts.iter().map(|(_, r)| *r).collect();
 
     // Histograms first: every distribution is recomputed from them.
-    let summed = sum_histograms(parts, |r| Some(&r.histograms), "histogram")?;
+    let mut summed = sum_histograms(parts, |r| Some(&r.histograms), "histogram")?;
+    let histograms = std::mem::take(&mut summed.encoded);
     let dist = |name: &str| summed.distribution(name);
 
     let mut out = first.clone();
-    out.histograms = summed.encoded.clone();
+    out.histograms = histograms;
 
     // Metrics: every field `<name>` or `<name>_ms` is the distribution of histogram `<name>`.
     let mut metrics =
@@ -373,9 +374,9 @@ pub(crate) fn merge_loadtest(parts: &[(String, &Report)]) -> Result<Report, Erro
     for (name, (mut m, shards)) in models {
         // Every shard where the model succeeded recorded its latency histogram.
         let recorded = reports.iter().all(|r| {
-            r.models
-                .get(&name)
-                .is_none_or(|m| m.successes == 0 || m.histograms.contains_key("e2e"))
+            r.models.get(&name).is_none_or(|on_shard| {
+                on_shard.successes == 0 || on_shard.histograms.contains_key("e2e")
+            })
         });
         if recorded {
             let own = sum_histograms(
@@ -414,7 +415,6 @@ pub(crate) fn merge_loadtest(parts: &[(String, &Report)]) -> Result<Report, Erro
     Ok(out)
 }
 
-/// Adds the per-second series, aligned by each shard's start.
 /// Histograms of several shards added name by name, encoded for the report and decoded for
 /// recomputing distributions.
 struct Summed {
@@ -484,6 +484,7 @@ fn sum_histograms<'r>(
     Ok(summed)
 }
 
+/// Adds the per-second series, aligned by each shard's start.
 fn merge_series(reports: &[&Report], offsets: &[f64]) -> Vec<SecondBucket> {
     let mut by_second: BTreeMap<u64, (SecondBucket, f64)> = BTreeMap::new();
     for (r, off) in reports.iter().zip(offsets) {
